@@ -1,0 +1,66 @@
+"""Push-to-live latency: from `git push` returning to the app serving the pushed text.
+
+Starts `paas up` on a free port with a fresh data directory, deploys samples/hello-flask,
+then pushes N edits and prints p50/p95. Target here: p50 <= 1 s, p95 <= 2 s.
+
+    python bench/push_to_live.py [--edits 20] [--backend local]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from helpers import SAMPLES, ControlPlane, commit_change, get_text, sample_repo, wait_for  # noqa: E402
+
+APP = "hello-flask"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--edits", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="paas-bench-") as tmp:
+        base = Path(tmp)
+        cp = ControlPlane(base / "data", base / "cli-config").start()
+        try:
+            repo = sample_repo(APP, base / APP)
+            url = cp.create((SAMPLES / APP / "paas.yaml").read_text())["url"]
+            started = time.monotonic()
+            cp.push(repo, APP)
+            wait_for(lambda: "from paas!" in (get_text(url) or ""), 300, 0.1, "first deploy")
+            print(f"first deploy (cold dependency cache): {time.monotonic() - started:.2f} s")
+            latencies, pushes = [], []
+            previous = "from paas!"
+            for n in range(1, args.edits + 1):
+                text = f"from paas #{n}!"
+                commit_change(repo, "app.py", previous, text, f"edit {n}")
+                previous = text
+                t0 = time.monotonic()
+                cp.push(repo, APP)
+                t1 = time.monotonic()
+                wait_for(lambda text=text: text in (get_text(url, 1.0) or ""), 60, 0.01, f"edit {n}")
+                pushes.append(t1 - t0)
+                latencies.append(time.monotonic() - t1)
+        finally:
+            cp.stop()
+    p50, p95 = statistics.median(latencies), percentile(latencies, 0.95)
+    print(f"edits: {len(latencies)}")
+    print(f"git push duration: p50 {statistics.median(pushes):.3f} s  p95 {percentile(pushes, 0.95):.3f} s")
+    print(f"push returned -> new text served: p50 {p50:.3f} s  p95 {p95:.3f} s  max {max(latencies):.3f} s")
+    print(f"target p50 <= 1 s: {'met' if p50 <= 1 else 'MISSED'}; p95 <= 2 s: {'met' if p95 <= 2 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()

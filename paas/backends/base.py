@@ -1,0 +1,56 @@
+"""What every backend offers, and the shape of what it reports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+from paas.podspec import PodSpec
+
+
+@dataclass
+class ContainerStatus:
+    name: str
+    state: str  # running | restarting | exited | created
+    restarts: int = 0
+    started: float | None = None
+    image: str = ""
+    id: str = ""
+
+
+@dataclass
+class PodStatus:
+    app: str
+    digest: str  # the PodSpec.digest the pod was created from
+    containers: list[ContainerStatus] = field(default_factory=list)
+    runtime: dict = field(default_factory=dict)  # the runtime's state file, as it reported it
+
+    @property
+    def running(self) -> bool:
+        return bool(self.containers) and all(c.state == "running" for c in self.containers)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class Backend(Protocol):
+    name: str
+
+    def apply(self, spec: PodSpec) -> None:
+        """Make the pod match ``spec``: create it, or replace it if it was made from another spec."""
+
+    def remove(self, app: str) -> None:
+        """Stop and delete the pod and everything it owns (volume, logs); no error if absent."""
+
+    def pods(self) -> dict[str, PodStatus]:
+        """Every pod this backend runs, by app name: the actual state the reconciler compares."""
+
+    def logs(self, app: str, follow: bool = False, tail: int = 200) -> Iterator[str]:
+        """The pod's output, one line per item, each prefixed by its container's name."""
+
+    def sync_url(self, app: str) -> str | None:
+        """Where the pod's git-sync answers ``POST /sync``, if it runs."""
+
+    def close(self) -> None:
+        """Release the backend; a backend whose pods die with the control plane stops them."""

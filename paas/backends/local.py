@@ -1,0 +1,322 @@
+"""The local backend: a pod is a group of child processes sharing a workspace directory.
+
+One thread (the "kubelet") starts every process, so that each child can ask the kernel to
+SIGTERM it when that thread's process dies (PR_SET_PDEATHSIG is tied to the creating thread):
+a control plane killed outright takes its pods with it, and pid files let the next start
+clear anything left over. Crashed processes come back with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from paas.backends.base import ContainerStatus, PodStatus
+from paas.backends.logfiles import LogWriter, follow_logs
+from paas.backends.logfiles import now as _now
+from paas.errors import BackendUnavailable
+from paas.podspec import SYNC_PORT, WORKSPACE, Container, PodSpec
+
+BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 30.0
+STOP_GRACE = 5.0
+_libc = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class _Process:
+    """One container of a pod, as a child process (and its process group)."""
+
+    spec: Container
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    log: Path
+    pidfile: Path
+    proc: subprocess.Popen | None = None
+    started: float | None = None
+    restarts: int = 0
+    failures: int = 0
+    next_start: float = 0.0
+    writer: LogWriter | None = field(default=None, repr=False)
+
+    @property
+    def state(self) -> str:
+        if self.proc is None:
+            return "created" if self.restarts == 0 else "restarting"
+        return "running" if self.proc.poll() is None else "exited"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            cwd=self.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        self.started = time.time()
+        self.pidfile.write_text(f"{self.proc.pid} {_start_time(self.proc.pid)}\n")
+        self.writer = LogWriter(self.proc.stdout, self.log)
+
+    def reap(self, now: float) -> bool:
+        """If the process has exited, schedule its restart with backoff; True if it had."""
+        if self.proc is None or self.proc.poll() is None:
+            return False
+        self.failures = 0 if now - (self.started or now) >= HEALTHY_AFTER else self.failures + 1
+        self.next_start = now + min(BACKOFF_MAX, BACKOFF_START * 2 ** max(0, self.failures - 1))
+        self.restarts += 1
+        self.proc = None
+        return True
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None:
+            _killpg(self.proc.pid, sig)
+
+
+@dataclass
+class _Pod:
+    spec: PodSpec
+    dir: Path
+    sync_port: int
+    processes: list[_Process]
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, data_dir: Path) -> None:
+        self.root = data_dir / "pods"
+        self.cache = data_dir / "cache"  # dependency caches shared by every pod on this host
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._pods: dict[str, _Pod] = {}
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._closed = False
+        _kill_leftovers(self.root)
+        self._thread = threading.Thread(target=self._run, name="local-kubelet", daemon=True)
+        self._thread.start()
+
+    # Backend protocol
+
+    def apply(self, spec: PodSpec) -> None:
+        with self._lock:
+            current = self._pods.get(spec.app)
+            if current is not None and current.spec.digest == spec.digest:
+                return
+        if current is not None:
+            self._stop(current)
+        pod = self._prepare(spec)
+        with self._lock:
+            self._pods[spec.app] = pod
+        self._wake.set()
+
+    def remove(self, app: str) -> None:
+        with self._lock:
+            pod = self._pods.pop(app, None)
+        if pod is not None:
+            self._stop(pod)
+        shutil.rmtree(self.root / app, ignore_errors=True)
+
+    def pods(self) -> dict[str, PodStatus]:
+        with self._lock:
+            pods = list(self._pods.values())
+        return {pod.spec.app: self._status(pod) for pod in pods}
+
+    def logs(self, app: str, follow: bool = False, tail: int = 200) -> Iterator[str]:
+        logs_dir = self.root / app / "logs"
+
+        def alive() -> bool:
+            with self._lock:
+                return app in self._pods
+
+        return follow_logs(logs_dir, tail=tail, follow=follow, alive=alive)
+
+    def sync_url(self, app: str) -> str | None:
+        with self._lock:
+            pod = self._pods.get(app)
+        return f"http://127.0.0.1:{pod.sync_port}" if pod else None
+
+    def close(self) -> None:
+        """Stop every pod's processes (their workspaces stay for the next start)."""
+        self._closed = True
+        self._wake.set()
+        with self._lock:
+            pods, self._pods = list(self._pods.values()), {}
+        for pod in pods:
+            self._stop(pod)
+
+    # internals
+
+    def _prepare(self, spec: PodSpec) -> _Pod:
+        pod_dir = self.root / spec.app
+        workspace = pod_dir / "workspace"
+        for sub in (workspace, pod_dir / "logs", pod_dir / "pids", self.cache):
+            sub.mkdir(parents=True, exist_ok=True)
+        sync_port = _free_port()
+        # Longest prefix first: the shared cache, then the pod's own workspace.
+        mounts = [(f"{WORKSPACE}/cache", str(self.cache)), (WORKSPACE, str(workspace))]
+        processes = []
+        for c in spec.containers:
+            env = {k: _mount(v, mounts) for k, v in c.env.items()}
+            if env.get("GITSYNC_HTTP_BIND", "").endswith(f":{SYNC_PORT}"):
+                env["GITSYNC_HTTP_BIND"] = f"127.0.0.1:{sync_port}"
+            processes.append(
+                _Process(
+                    spec=c,
+                    argv=[_executable(c.command[0]), *c.command[1:]],
+                    env=_base_env() | env,
+                    cwd=workspace,
+                    log=pod_dir / "logs" / f"{c.name}.log",
+                    pidfile=pod_dir / "pids" / f"{c.name}.pid",
+                )
+            )
+        return _Pod(spec, pod_dir, sync_port, processes)
+
+    def _run(self) -> None:
+        while not self._closed:
+            now = time.time()
+            with self._lock:
+                for pod in self._pods.values():
+                    for p in pod.processes:
+                        p.reap(now)
+                        if p.proc is None and p.next_start <= now and not self._closed:
+                            try:
+                                p.start()
+                            except OSError as e:
+                                p.failures += 1
+                                p.next_start = now + BACKOFF_MAX
+                                with p.log.open("a") as log:
+                                    log.write(f"{_now()} paas: cannot start {p.argv[0]}: {e}\n")
+            self._wake.wait(0.2)
+            self._wake.clear()
+
+    def _stop(self, pod: _Pod) -> None:
+        with self._lock:
+            for p in pod.processes:
+                p.next_start = float("inf")
+                p.signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
+        for p in pod.processes:
+            if p.proc is None:
+                continue
+            try:
+                p.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            p.signal(signal.SIGKILL)  # whatever is left of the process group
+            p.proc.wait()
+            if p.writer is not None:
+                p.writer.join(timeout=2)
+            p.pidfile.unlink(missing_ok=True)
+
+    def _status(self, pod: _Pod) -> PodStatus:
+        containers = [
+            ContainerStatus(
+                p.spec.name, p.state, p.restarts, p.started, p.spec.image, str(p.proc.pid) if p.proc else ""
+            )
+            for p in pod.processes
+        ]
+        return PodStatus(
+            pod.spec.app, pod.spec.digest, containers, _read_json(pod.dir / "workspace" / "runtime.json")
+        )
+
+
+def _mount(value: str, mounts: list[tuple[str, str]]) -> str:
+    for inside, outside in mounts:
+        if value == inside or value.startswith(inside + "/"):
+            return outside + value[len(inside) :]
+    return value
+
+
+def _base_env() -> dict[str, str]:
+    """What a pod's processes inherit from the host: enough to find tools, nothing secret."""
+    keep = (
+        "PATH",
+        "HOME",
+        "LANG",
+        "LC_ALL",
+        "TZ",
+        "TMPDIR",
+        "SSL_CERT_FILE",
+        "PIP_INDEX_URL",
+        "PIP_EXTRA_INDEX_URL",
+        "PIP_FIND_LINKS",
+        "PIP_CONFIG_FILE",
+        "PIP_NO_INDEX",
+    )
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _executable(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if not found:
+        raise BackendUnavailable(f"cannot find the {name!r} command: is paas installed (pip install -e .)?")
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks: with the pid, it names one process for good."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _killpg(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill_leftovers(root: Path) -> None:
+    """Stop processes a previous control plane started and could not stop (it was killed)."""
+    for pidfile in root.glob("*/pids/*.pid"):
+        try:
+            pid_text, start = pidfile.read_text().split()
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            pidfile.unlink(missing_ok=True)
+            continue
+        if start and _start_time(pid) == start:
+            _killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_GRACE
+            while _start_time(pid) == start and time.monotonic() < deadline:
+                time.sleep(0.05)
+            _killpg(pid, signal.SIGKILL)
+        pidfile.unlink(missing_ok=True)

@@ -1,0 +1,93 @@
+"""The API client the CLI uses: requests, bearer token, API errors raised as PaasError."""
+
+from __future__ import annotations
+
+import configparser
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import requests
+
+from paas.errors import PaasError
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def config_path() -> Path:
+    """Where ``paas up`` leaves the URL and token for the other commands."""
+    if os.environ.get("PAAS_CONFIG"):
+        return Path(os.environ["PAAS_CONFIG"])
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "paas" / "config"
+
+
+def read_config() -> dict[str, str]:
+    parser = configparser.ConfigParser()
+    parser.read(config_path())
+    return dict(parser["paas"]) if parser.has_section("paas") else {}
+
+
+def write_config(url: str, token: str) -> Path:
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    parser = configparser.ConfigParser()
+    parser["paas"] = {"url": url, "token": token}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        parser.write(f)
+    return path
+
+
+class ApiError(PaasError):
+    def __init__(self, status: int, message: str, details: list[str]) -> None:
+        super().__init__(message, details)
+        self.status = status
+
+
+class Client:
+    def __init__(self, url: str, token: str, timeout: float = 30.0) -> None:
+        self.url, self.timeout = url.rstrip("/"), timeout
+        self.session = requests.Session()
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", self.timeout)
+        try:
+            response = self.session.request(method, f"{self.url}/api/v1{path}", **kwargs)
+        except requests.ConnectionError:
+            raise PaasError(f"cannot reach the control plane at {self.url}: is `paas up` running?") from None
+        except requests.RequestException as e:
+            raise PaasError(f"request to {self.url} failed: {type(e).__name__}") from None
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                raise ApiError(response.status_code, body["error"], body.get("details", []))
+            except (ValueError, KeyError, TypeError):
+                raise ApiError(
+                    response.status_code, f"HTTP {response.status_code} from {self.url}", []
+                ) from None
+        return response
+
+    def create(self, manifest: bytes, content_type: str) -> dict:
+        return self.request("POST", "/apps", data=manifest, headers={"Content-Type": content_type}).json()
+
+    def list(self) -> list[dict]:
+        return self.request("GET", "/apps").json()["apps"]
+
+    def get(self, name: str) -> dict:
+        return self.request("GET", f"/apps/{name}").json()
+
+    def delete(self, name: str) -> dict:
+        return self.request("DELETE", f"/apps/{name}").json()
+
+    def releases(self, name: str) -> list[dict]:
+        return self.request("GET", f"/apps/{name}/releases").json()["releases"]
+
+    def logs(self, name: str, follow: bool = False, tail: int = 200) -> Iterator[str]:
+        params = {"follow": int(follow), "tail": tail}
+        response = self.request(
+            "GET", f"/apps/{name}/logs", params=params, stream=True, timeout=None if follow else self.timeout
+        )
+        yield from response.iter_lines(decode_unicode=True)

@@ -1,0 +1,185 @@
+"""The app manifest: parsed from YAML or JSON, validated, every problem reported at once."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from paas.errors import InvalidManifest
+from paas.names import APP_NAME_RULE, is_app_name
+
+MAX_MANIFEST_BYTES = 64 * 1024
+RUNTIMES = ("python", "node", "static")
+# Sidecars a manifest may ask for beyond the defaults (git-sync, runtime). None ships yet;
+# the names of the design card are rejected with a clear message rather than ignored.
+OPTIONAL_SIDECARS: tuple[str, ...] = ()
+PLANNED_SIDECARS = ("https", "config", "topz")
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RESERVED_ENV = re.compile(r"^(PORT|PAAS_.*|GITSYNC_.*)$")
+# Transports git would accept that reach outside the network (ext::, file://, local paths)
+# are refused: a manifest must not make the platform run commands or read its own disk.
+_REMOTE_URL = re.compile(r"^(https?|ssh|git)://[^\s/]+/\S+$")
+_SCP_URL = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s:][^\s]*$")
+_BAD_REF = re.compile(r"(^[-/.]|\.\.|[\x00-\x20\x7f~^:?*\[\\]|@\{|//|/\.|\.lock$|\.lock/|[/.]$)")
+
+
+def is_git_ref(ref: str) -> bool:
+    """A plausible branch, tag or commit name (git check-ref-format rules, checked without git)."""
+    return bool(ref) and len(ref) <= 255 and ref != "@" and not _BAD_REF.search(ref)
+
+
+class Source(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    repo: str | None = None
+    ref: str = "main"
+    period: Annotated[float, Field(gt=0, le=86400)] = 10
+
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, value: str | None) -> str | None:
+        if value is not None and not (_REMOTE_URL.match(value) or _SCP_URL.match(value)):
+            raise ValueError("must be a remote git URL (https://, http://, ssh://, git:// or user@host:path)")
+        return value
+
+    @field_validator("ref")
+    @classmethod
+    def _ref(cls, value: str) -> str:
+        if not is_git_ref(value):
+            raise ValueError("must be a branch, tag or commit")
+        return value
+
+
+class Healthcheck(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = "/"
+    timeout: Annotated[int, Field(ge=1, le=600)] = 30
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or any(c.isspace() for c in value):
+            raise ValueError("must be a URL path starting with '/'")
+        return value
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    runtime: Literal["python", "node", "static"] | None = None
+    source: Source = Field(default_factory=Source)
+    run: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    port: Annotated[int, Field(ge=1024, le=65535)] | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    healthcheck: Healthcheck = Field(default_factory=Healthcheck)
+    sidecars: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not is_app_name(value):
+            raise ValueError(f"must be {APP_NAME_RULE}")
+        return value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        problems = []
+        for key, item in value.items():
+            if not isinstance(key, str) or not _ENV_NAME.match(key):
+                problems.append(f"{key!r} is not a valid environment variable name")
+            elif _RESERVED_ENV.match(key):
+                problems.append(f"{key} is set by the platform")
+            elif isinstance(item, dict | list) or item is None:
+                problems.append(f"{key} must be a string, number or boolean")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return {k: _env_str(v) for k, v in value.items()}
+
+    @field_validator("sidecars")
+    @classmethod
+    def _sidecars(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in OPTIONAL_SIDECARS:
+                known = ", ".join(OPTIONAL_SIDECARS) or "none yet"
+                planned = " (planned, not yet available)" if name in PLANNED_SIDECARS else ""
+                raise ValueError(f"unknown sidecar {name!r}{planned}; available: {known}")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a sidecar twice")
+        return value
+
+    @property
+    def hosted(self) -> bool:
+        """True when the platform hosts the repo (push-to-deploy) rather than polling a remote."""
+        return self.source.repo is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _env_str(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "manifest"
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known field"
+    if kind == "value_error":
+        return str(error["ctx"]["error"])
+    if kind == "literal_error":
+        return f"must be one of: {', '.join(RUNTIMES)}"
+    message = error["msg"]
+    return message[0].lower() + message[1:]
+
+
+def validate(data: Any) -> Manifest:
+    """Validate already-parsed data; raise InvalidManifest listing every problem with its path."""
+    if not isinstance(data, dict):
+        raise InvalidManifest("the manifest must be a mapping of fields (name, runtime, source, …)")
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as e:
+        details = [f"{_field_path(err['loc'])}: {_message(err)}" for err in e.errors()]
+        raise InvalidManifest(f"invalid manifest: {'; '.join(details)}", details) from None
+
+
+def parse(text: str | bytes) -> Manifest:
+    """Parse a manifest from YAML or JSON text."""
+    if len(text) > MAX_MANIFEST_BYTES:
+        raise InvalidManifest(f"the manifest is larger than {MAX_MANIFEST_BYTES // 1024} KiB")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidManifest("the manifest is not UTF-8 text") from None
+    try:
+        data = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
+    except json.JSONDecodeError as e:
+        raise InvalidManifest(f"the manifest is not valid JSON: line {e.lineno}: {e.msg}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or "cannot be parsed"
+        raise InvalidManifest(f"the manifest is not valid YAML: {where}{problem}") from None
+    return validate(data)

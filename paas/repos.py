@@ -1,0 +1,70 @@
+"""Hosted git repositories: one bare repo per push-to-deploy app, under the data directory."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+# Runs inside `git receive-pack`; its output reaches the pusher as "remote: …" lines.
+# Only the app's deploy branch (and tags) may be pushed, so a push can't silently miss.
+PRE_RECEIVE = """#!/bin/sh
+branch=$(git config --get paas.branch)
+status=0
+while read old new ref; do
+  case "$ref" in
+    "refs/heads/$branch"|refs/tags/*) ;;
+    *) echo "paas: this app deploys branch '$branch'; push to it (git push <remote> HEAD:$branch), not ${ref#refs/heads/}" >&2
+       status=1 ;;
+  esac
+done
+exit $status
+"""
+
+
+class Repos:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, app: str) -> Path:
+        return self.root / f"{app}.git"
+
+    def create(self, app: str, branch: str) -> Path:
+        path = self.path(app)
+        _git("init", "--quiet", "--bare", "--initial-branch", branch, str(path))
+        for key, value in (
+            ("http.receivepack", "true"),
+            ("receive.denyNonFastForwards", "true"),
+            ("receive.denyDeletes", "true"),
+            ("paas.branch", branch),
+        ):
+            _git("config", key, value, cwd=path)
+        hook = path / "hooks" / "pre-receive"
+        hook.write_text(PRE_RECEIVE)
+        hook.chmod(hook.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        return path
+
+    def delete(self, app: str) -> None:
+        shutil.rmtree(self.path(app), ignore_errors=True)
+
+    def head(self, app: str, branch: str) -> str | None:
+        """The commit the deploy branch points at, or None before the first push."""
+        out = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"],
+            cwd=self.path(app),
+            capture_output=True,
+            text=True,
+        )
+        return out.stdout.strip() or None
+
+    def subject(self, app: str, revision: str) -> str:
+        out = subprocess.run(
+            ["git", "log", "-1", "--format=%s", revision], cwd=self.path(app), capture_output=True, text=True
+        )
+        return out.stdout.strip()
+
+
+def _git(*args: str, cwd: Path | None = None) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)

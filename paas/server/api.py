@@ -1,0 +1,74 @@
+"""HTTP API v1: JSON over bearer-token auth."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
+
+from paas import __version__
+from paas.errors import InvalidInput
+from paas.server.auth import require_bearer
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def _control():
+    return current_app.extensions["paas"]
+
+
+def _host() -> str:
+    return request.host.rsplit(":", 1)[0] if request.host else "127.0.0.1"
+
+
+@bp.before_request
+def _auth():
+    if request.endpoint != "api.healthz":
+        require_bearer()
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify({"status": "ok", "version": __version__, "backend": _control().backend.name})
+
+
+@bp.get("/apps")
+def list_apps():
+    return jsonify({"apps": _control().list(_host())})
+
+
+@bp.post("/apps")
+def create_app():
+    body = request.get_data(cache=False)
+    if not body.strip():
+        raise InvalidInput("send the manifest (YAML or JSON) as the request body")
+    name = _control().create(body)
+    return jsonify(_control().describe(name, _host())), 201
+
+
+@bp.get("/apps/<name>")
+def get_app(name: str):
+    return jsonify(_control().describe(name, _host()))
+
+
+@bp.delete("/apps/<name>")
+def delete_app(name: str):
+    _control().delete(name)
+    return jsonify({"deleted": name})
+
+
+@bp.get("/apps/<name>/releases")
+def releases(name: str):
+    return jsonify({"releases": [r.to_json() for r in _control().releases(name)]})
+
+
+@bp.get("/apps/<name>/logs")
+def logs(name: str):
+    follow = request.args.get("follow", "0").lower() in ("1", "true", "yes")
+    try:
+        tail = int(request.args.get("tail", "200"))
+    except ValueError:
+        raise InvalidInput("tail must be a whole number of lines") from None
+    if not 0 <= tail <= 100_000:
+        raise InvalidInput("tail must be between 0 and 100000")
+    lines = _control().logs(name, follow=follow, tail=tail)
+    body = stream_with_context(line + "\n" for line in lines)
+    return Response(body, mimetype="text/plain", headers={"X-Accel-Buffering": "no"})

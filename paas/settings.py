@@ -1,0 +1,93 @@
+"""Control plane settings, layered: defaults -> PAAS_* environment -> explicit overrides.
+
+Read in the app factory (never at import time) so tests and `paas up` can pass their own.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+BACKENDS = ("local", "docker")
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "paas"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default_factory=default_data_dir)
+    backend: str = "local"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: str = ""
+    # How pods reach the control plane's git server; derived from host/port when empty.
+    internal_url: str = ""
+    reconcile_interval: float = 1.0
+
+    @classmethod
+    def load(cls, overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> Settings:
+        """Defaults, then ``PAAS_<FIELD>`` environment variables, then ``overrides``."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(f"PAAS_{f.name.upper()}") or (
+                environ.get("PAAS_DATA") if f.name == "data_dir" else None
+            )
+            if raw:
+                values[f.name] = raw
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        settings = cls(**_coerce(values))
+        if settings.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {settings.backend!r}: use one of {', '.join(BACKENDS)}")
+        return settings
+
+    def with_token(self) -> Settings:
+        """Return settings whose token is set: the configured one, else the one kept in the data dir."""
+        if self.token:
+            return self
+        return replace(self, token=ensure_token(self.data_dir))
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def pod_url(self) -> str:
+        """The control plane's URL as seen from inside a pod."""
+        return self.internal_url or self.url
+
+
+def _coerce(values: dict[str, Any]) -> dict[str, Any]:
+    types = {f.name: f.type for f in fields(Settings)}
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        kind = types[key]
+        if kind == "Path":
+            out[key] = Path(value).expanduser()
+        elif kind == "int":
+            out[key] = int(value)
+        elif kind == "float":
+            out[key] = float(value)
+        else:
+            out[key] = str(value)
+    return out
+
+
+def ensure_token(data_dir: Path) -> str:
+    """The admin token kept in the data dir, generated (0600) on first start."""
+    path = data_dir / "token"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token

@@ -1,0 +1,3 @@
+from git_sync.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,150 @@
+"""Shared test helpers: polling with a deadline, free ports, real git, a real control plane."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> T:
+    """Poll ``check`` until it returns something truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as e:  # a not-yet-ready server raises; keep polling
+            last_error = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_error!r})")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def git(*args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    full_env = os.environ | {
+        "GIT_AUTHOR_NAME": "Test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "Test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+        "GIT_TERMINAL_PROMPT": "0",
+    } | (env or {})
+    result = subprocess.run(["git", *args], cwd=cwd, env=full_env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {result.stderr}")
+    return result
+
+
+def auth_env(token: str) -> dict[str, str]:
+    """A credential helper set through the environment: the token never lands in argv or a URL."""
+    helper = '!f() { test "$1" = get && echo username=paas && echo "password=$PAAS_TEST_TOKEN"; }; f'
+    return {
+        "PAAS_TEST_TOKEN": token,
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "credential.helper",
+        "GIT_CONFIG_VALUE_0": helper,
+    }
+
+
+def sample_repo(name: str, dest: Path) -> Path:
+    """A fresh git repo holding a copy of ``samples/<name>``, committed on main."""
+    shutil.copytree(SAMPLES / name, dest)
+    git("init", "-q", "-b", "main", cwd=dest)
+    git("add", ".", cwd=dest)
+    git("commit", "-q", "-m", "first", cwd=dest)
+    return dest
+
+
+def commit_change(repo: Path, path: str, old: str, new: str, message: str) -> None:
+    file = repo / path
+    file.write_text(file.read_text().replace(old, new))
+    git("commit", "-q", "-am", message, cwd=repo)
+
+
+def get_text(url: str, timeout: float = 2.0) -> str | None:
+    try:
+        response = requests.get(url, timeout=timeout)
+    except requests.RequestException:
+        return None
+    return response.text if response.status_code == 200 else None
+
+
+class ControlPlane:
+    """`paas up` as a user runs it: a real gunicorn serving on a free loopback port."""
+
+    def __init__(self, data_dir: Path, config: Path, token: str = "test-token-123") -> None:
+        self.data_dir, self.token, self.port = data_dir, token, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = os.environ | {"PAAS_TOKEN": token, "PAAS_CONFIG": str(config), "PAAS_DATA": str(data_dir)}
+        self.proc: subprocess.Popen | None = None
+        self.log = data_dir.parent / f"paas-up-{self.port}.log"
+
+    def start(self) -> ControlPlane:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "paas.cli", "up", "--port", str(self.port)],
+            env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        wait_for(lambda: requests.get(f"{self.url}/api/v1/healthz", timeout=1).ok, 30, what="paas up")
+        return self
+
+    def stop(self, sig: int = signal.SIGINT) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.returncode
+
+    def api(self, method: str, path: str, **kwargs) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.token}"} | kwargs.pop("headers", {})
+        return requests.request(method, f"{self.url}/api/v1{path}", headers=headers, timeout=30, **kwargs)
+
+    def create(self, manifest: str) -> dict:
+        response = self.api("POST", "/apps", data=manifest, headers={"Content-Type": "application/yaml"})
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def push(self, repo: Path, app: str, ref: str = "main", check: bool = True) -> subprocess.CompletedProcess:
+        return git("push", f"{self.url}/git/{app}.git", ref, cwd=repo, env=auth_env(self.token), check=check)
+
+
+def processes_under(directory: Path) -> list[int]:
+    """Pids of live processes whose working directory is inside ``directory``."""
+    found = []
+    target = str(directory.resolve())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and (cwd == target or cwd.startswith(target + "/")):
+            found.append(int(entry.name))
+    return found

@@ -1,0 +1,134 @@
+"""The whole slice, as a user does it: paas up, create, git push, edit, push, delete."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from helpers import SAMPLES, auth_env, commit_change, get_text, git, processes_under, sample_repo, wait_for
+
+pytestmark = pytest.mark.slow
+APP = "hello-flask"
+FIRST_DEPLOY = 180  # the first push builds a venv from PyPI
+
+
+@pytest.fixture(scope="module")
+def deployed(control_plane, tmp_path_factory):
+    """hello-flask created from its sample manifest and pushed once."""
+    repo = sample_repo(APP, tmp_path_factory.mktemp("src") / APP)
+    app = control_plane.create((SAMPLES / APP / "paas.yaml").read_text())
+    return control_plane, repo, app["url"]
+
+
+def head(repo: Path) -> str:
+    return git("rev-parse", "HEAD", cwd=repo).stdout.strip()
+
+
+def releases(cp) -> list[dict]:
+    return cp.api("GET", f"/apps/{APP}/releases").json()["releases"]
+
+
+def status(cp) -> dict:
+    return cp.api("GET", f"/apps/{APP}").json()
+
+
+def test_push_deploys_then_an_edit_goes_live(deployed):
+    cp, repo, url = deployed
+    wait_for(lambda: status(cp)["state"] == "waiting for a push", 30, what="pod up, waiting for a push")
+    pushed = cp.push(repo, APP)
+    # The push is answered only after the release is stored.
+    assert [(r["number"], r["revision"]) for r in releases(cp)] == [(1, head(repo))]
+    wait_for(lambda: "Hello from paas!" in (get_text(url) or ""), FIRST_DEPLOY, 0.2, "first deploy served")
+    wait_for(lambda: releases(cp)[0]["status"] == "live", 10, what="release v1 live")
+    assert "hello-flask" in pushed.stderr or pushed.returncode == 0
+
+    commit_change(repo, "app.py", "from paas!", "from paas, edited!", "edit")
+    cp.push(repo, APP)
+    wait_for(lambda: "from paas, edited!" in (get_text(url) or ""), 30, 0.1, "edit served")
+    wait_for(lambda: [r["status"] for r in releases(cp)] == ["live", "superseded"], 10, what="v2 live")
+    app = status(cp)
+    assert app["revision"] == head(repo) and app["state"] == "running"
+    assert {c["name"]: c["state"] for c in app["containers"]} == {"git-sync": "running", "runtime": "running"}
+
+
+def test_non_fast_forward_push_is_refused_and_old_release_keeps_serving(deployed):
+    cp, repo, url = deployed
+    before = get_text(url)
+    git("reset", "-q", "--hard", "HEAD~1", cwd=repo)
+    commit_change(repo, "app.py", "from paas!", "from a rewritten history!", "rewrite")
+    result = cp.push(repo, APP, check=False)
+    assert result.returncode != 0
+    assert "non-fast-forward" in result.stderr or "rejected" in result.stderr
+    git("reset", "-q", "--hard", "ORIG_HEAD", cwd=repo)  # back to what the server has
+    git("fetch", "-q", f"{cp.url}/git/{APP}.git", "main", cwd=repo, env=auth_env(cp.token))
+    git("reset", "-q", "--hard", "FETCH_HEAD", cwd=repo)
+    assert len(releases(cp)) == 2
+    assert get_text(url) == before
+
+
+def test_push_to_another_branch_is_refused(deployed):
+    cp, repo, url = deployed
+    before = get_text(url)
+    result = cp.push(repo, APP, ref="HEAD:feature", check=False)
+    assert result.returncode != 0
+    assert "paas: this app deploys branch 'main'" in result.stderr
+    assert len(releases(cp)) == 2 and get_text(url) == before
+
+
+def test_push_with_a_bad_token_or_to_an_unknown_app(deployed):
+    cp, repo, _ = deployed
+    bad = git("push", f"{cp.url}/git/{APP}.git", "main", cwd=repo, env=auth_env("wrong"), check=False)
+    assert bad.returncode != 0 and "Authentication failed" in bad.stderr
+    assert "wrong" not in bad.stderr
+    unknown = git("push", f"{cp.url}/git/nope.git", "main", cwd=repo, env=auth_env(cp.token), check=False)
+    assert unknown.returncode != 0 and "not found" in unknown.stderr
+
+
+def test_clone_with_the_paas_credential_helper(deployed, tmp_path):
+    cp, repo, _ = deployed
+    helper = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "credential.helper",
+              "GIT_CONFIG_VALUE_0": "!paas git-credential", "PAAS_URL": cp.url, "PAAS_TOKEN": cp.token}
+    git("clone", "-q", f"{cp.url}/git/{APP}.git", str(tmp_path / "clone"), cwd=tmp_path, env=helper)
+    assert head(tmp_path / "clone") == head(repo)
+
+
+def test_logs_hold_every_container(deployed):
+    cp, _, _ = deployed
+    text = cp.api("GET", f"/apps/{APP}/logs", params={"tail": 500}).text
+    assert "git-sync | " in text and "runtime | " in text
+    assert cp.token not in text
+
+
+def test_a_killed_process_comes_back(deployed):
+    cp, _, url = deployed
+    runtime = next(c for c in status(cp)["containers"] if c["name"] == "runtime")
+    os.killpg(int(runtime["id"]), signal.SIGKILL)
+    wait_for(lambda: next(c for c in status(cp)["containers"] if c["name"] == "runtime")["restarts"] == 1,
+             15, what="runtime restarted")
+    wait_for(lambda: "edited" in (get_text(url) or ""), 60, 0.2, "served again after the restart")
+    wait_for(lambda: any("runtime exited and was restarted" in e["message"] for e in status(cp)["events"]),
+             10, what="restart recorded as an event")
+
+
+def test_control_plane_restart_brings_the_app_back(deployed):
+    cp, _, url = deployed
+    assert cp.stop() == 0
+    assert not processes_under(cp.data_dir / "pods")
+    assert get_text(url, timeout=0.5) is None
+    cp.start()
+    wait_for(lambda: "edited" in (get_text(url) or ""), 60, 0.2, "served after the control plane restarted")
+    assert len(releases(cp)) == 2
+
+
+def test_delete_stops_every_process(deployed):
+    cp, _, url = deployed
+    pod_dir = cp.data_dir / "pods" / APP
+    assert processes_under(pod_dir)
+    assert cp.api("DELETE", f"/apps/{APP}").status_code == 200
+    assert not processes_under(pod_dir)
+    assert not pod_dir.exists() and not (cp.data_dir / "repos" / f"{APP}.git").exists()
+    assert get_text(url, timeout=0.5) is None
+    assert cp.api("GET", f"/apps/{APP}").status_code == 404
