@@ -1,14 +1,21 @@
 """The local backend: a pod is a group of child processes sharing a workspace directory.
 
+Every process of a pod, down to the app's own workers, inherits a marker variable naming
+its data directory, pod and container: the marker is how the backend finds "everything in
+this container" even after a process was orphaned (a runtime killed with SIGKILL leaves its
+app instances behind, reparented to init). A container that exits has its leftovers killed
+before it restarts; a stopped pod has all of its processes killed; a new control plane kills
+whatever a killed predecessor on the same data directory left running.
+
 One thread (the "kubelet") starts every process, so that each child can ask the kernel to
-SIGTERM it when that thread's process dies (PR_SET_PDEATHSIG is tied to the creating thread):
-a control plane killed outright takes its pods with it, and pid files let the next start
-clear anything left over. Crashed processes come back with exponential backoff.
+SIGTERM it when that thread's process dies (PR_SET_PDEATHSIG is tied to the creating thread).
+Crashed processes come back with exponential backoff.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import os
 import shutil
@@ -30,6 +37,7 @@ from paas.podspec import SYNC_PORT, WORKSPACE, Container, PodSpec
 
 BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 30.0
 STOP_GRACE = 5.0
+MARKER = "PAAS_LOCAL_POD"
 _libc = ctypes.CDLL(None, use_errno=True)
 _PR_SET_PDEATHSIG = 1
 
@@ -47,7 +55,7 @@ class _Process:
     env: dict[str, str]
     cwd: Path
     log: Path
-    pidfile: Path
+    marker: str
     proc: subprocess.Popen | None = None
     started: float | None = None
     restarts: int = 0
@@ -73,13 +81,13 @@ class _Process:
             preexec_fn=_die_with_parent,
         )
         self.started = time.time()
-        self.pidfile.write_text(f"{self.proc.pid} {_start_time(self.proc.pid)}\n")
         self.writer = LogWriter(self.proc.stdout, self.log)
 
     def reap(self, now: float) -> bool:
         """If the process has exited, schedule its restart with backoff; True if it had."""
         if self.proc is None or self.proc.poll() is None:
             return False
+        kill_marked(self.marker)  # what the exited process left running must not outlive it
         self.failures = 0 if now - (self.started or now) >= HEALTHY_AFTER else self.failures + 1
         self.next_start = now + min(BACKOFF_MAX, BACKOFF_START * 2 ** max(0, self.failures - 1))
         self.restarts += 1
@@ -106,11 +114,12 @@ class LocalBackend:
         self.root = data_dir / "pods"
         self.cache = data_dir / "cache"  # dependency caches shared by every pod on this host
         self.root.mkdir(parents=True, exist_ok=True)
+        self.marker = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
+        kill_marked(self.marker + "/", prefix=True)  # left by a control plane that was killed
         self._pods: dict[str, _Pod] = {}
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._closed = False
-        _kill_leftovers(self.root)
         self._thread = threading.Thread(target=self._run, name="local-kubelet", daemon=True)
         self._thread.start()
 
@@ -168,7 +177,7 @@ class LocalBackend:
     def _prepare(self, spec: PodSpec) -> _Pod:
         pod_dir = self.root / spec.app
         workspace = pod_dir / "workspace"
-        for sub in (workspace, pod_dir / "logs", pod_dir / "pids", self.cache):
+        for sub in (workspace, pod_dir / "logs", pod_dir / "home", self.cache):
             sub.mkdir(parents=True, exist_ok=True)
         sync_port = _free_port()
         # Longest prefix first: the shared cache, then the pod's own workspace.
@@ -178,14 +187,16 @@ class LocalBackend:
             env = {k: _mount(v, mounts) for k, v in c.env.items()}
             if env.get("GITSYNC_HTTP_BIND", "").endswith(f":{SYNC_PORT}"):
                 env["GITSYNC_HTTP_BIND"] = f"127.0.0.1:{sync_port}"
+            marker = f"{self.marker}/{spec.app}/{c.name}"
+            base = _base_env() | {"HOME": str(pod_dir / "home"), MARKER: marker}
             processes.append(
                 _Process(
                     spec=c,
                     argv=[_executable(c.command[0]), *c.command[1:]],
-                    env=_base_env() | env,
+                    env=base | env,
                     cwd=workspace,
                     log=pod_dir / "logs" / f"{c.name}.log",
-                    pidfile=pod_dir / "pids" / f"{c.name}.pid",
+                    marker=marker,
                 )
             )
         return _Pod(spec, pod_dir, sync_port, processes)
@@ -223,9 +234,10 @@ class LocalBackend:
                 pass
             p.signal(signal.SIGKILL)  # whatever is left of the process group
             p.proc.wait()
+        kill_marked(f"{self.marker}/{pod.spec.app}/", prefix=True)
+        for p in pod.processes:
             if p.writer is not None:
                 p.writer.join(timeout=2)
-            p.pidfile.unlink(missing_ok=True)
 
     def _status(self, pod: _Pod) -> PodStatus:
         containers = [
@@ -288,13 +300,30 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def _start_time(pid: int) -> str:
-    """The process's start time in clock ticks: with the pid, it names one process for good."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[1].split()[19]
+def marked(marker: str, prefix: bool = False) -> list[int]:
+    """Pids of live processes whose environment carries ``MARKER=marker`` (or a marker starting so)."""
+    needle = f"{MARKER}={marker}".encode()
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+        except OSError:
+            continue
+        if any(v.startswith(needle) if prefix else v == needle for v in environ):
+            found.append(int(entry.name))
+    return [pid for pid in found if pid != os.getpid()]
+
+
+def kill_marked(marker: str, prefix: bool = False) -> None:
+    """SIGKILL every process carrying the marker (their graceful stop has already been asked)."""
+    for pid in marked(marker, prefix):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _killpg(pid: int, sig: int) -> None:
@@ -302,21 +331,3 @@ def _killpg(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _kill_leftovers(root: Path) -> None:
-    """Stop processes a previous control plane started and could not stop (it was killed)."""
-    for pidfile in root.glob("*/pids/*.pid"):
-        try:
-            pid_text, start = pidfile.read_text().split()
-            pid = int(pid_text)
-        except (OSError, ValueError):
-            pidfile.unlink(missing_ok=True)
-            continue
-        if start and _start_time(pid) == start:
-            _killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + STOP_GRACE
-            while _start_time(pid) == start and time.monotonic() < deadline:
-                time.sleep(0.05)
-            _killpg(pid, signal.SIGKILL)
-        pidfile.unlink(missing_ok=True)

@@ -1,0 +1,3 @@
+from paas_runtime.main import main
+
+raise SystemExit(main())

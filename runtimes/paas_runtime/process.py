@@ -1,0 +1,148 @@
+"""Child processes run as whole process groups: app instances and build steps.
+
+Each child starts in its own session, so one signal to its process group
+reaches everything it forked (a gunicorn master and its workers, a shell and
+its command) and nothing outlives a stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .output import Output
+
+#: How long a process group gets between SIGTERM and SIGKILL.
+STOP_GRACE = 5.0
+GROUP_POLL = 0.05
+
+
+class ProcessGroup:
+    """A child and everything it starts, with its output passed through."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, output: Output) -> None:
+        self._proc = proc
+        self._output = output
+        assert proc.stdout is not None
+        self._pump = asyncio.create_task(output.pump(proc.stdout))
+        self.started = time.monotonic()
+        self._stopping: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> ProcessGroup:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return cls(proc, Output())
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    @property
+    def uptime(self) -> float:
+        return time.monotonic() - self.started
+
+    async def wait(self) -> int:
+        """Wait for the group's leader to exit, then for the rest of the group and its output."""
+        code = await self._proc.wait()
+        if self._stopping is not None:
+            await asyncio.shield(self._stopping)
+        else:
+            # Stragglers (workers of a dead master) would hold the pipe open.
+            self._signal(signal.SIGKILL)
+            await self._finish_output()
+        return code
+
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """SIGTERM the group, SIGKILL what is left of it after ``grace`` seconds.
+
+        Idempotent, and survives cancellation of its caller: a half-stopped
+        group would leave orphans.
+        """
+        if self._stopping is None:
+            self._stopping = asyncio.get_running_loop().create_task(self._stop(grace))
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self, grace: float) -> None:
+        deadline = time.monotonic() + grace
+        self._signal(signal.SIGTERM)
+        # The leader may be a shell that dies at once while the app shuts down
+        # gracefully, so wait for the whole group, not just the leader.
+        while self._group_alive() and time.monotonic() < deadline:
+            await asyncio.sleep(GROUP_POLL)
+        self._signal(signal.SIGKILL)
+        await self._proc.wait()
+        await self._finish_output()
+
+    def _group_alive(self) -> bool:
+        return group_alive(self._proc.pid)
+
+    async def _finish_output(self) -> None:
+        try:
+            await asyncio.wait_for(asyncio.shield(self._pump), 1.0)
+        except TimeoutError:
+            # A grandchild that left our group still holds the pipe: stop listening.
+            self._pump.cancel()
+
+    def tail(self) -> str:
+        """The last lines of the group's output, for failure reports."""
+        return self._output.tail()
+
+    def _signal(self, sig: signal.Signals) -> None:
+        try:
+            os.killpg(self._proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of group ``pgid`` still runs (zombies do not count).
+
+    Orphans of a shell that died first are reaped by PID 1, which may take a
+    while (or forever, under an init that does not reap), so a bare
+    ``killpg(pgid, 0)`` would keep a dead group looking alive.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        pids = [entry for entry in os.listdir("/proc") if entry.isdigit()]
+    except OSError:  # no procfs: trust the signal
+        return True
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # Fields after the command name, which may itself hold spaces and ")".
+        state, _ppid, pgrp = stat[stat.rindex(b")") + 2 :].split()[:3]
+        if int(pgrp) == pgid and state not in (b"Z", b"X"):
+            return True
+    return False
+
+
+async def run(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> tuple[int, str]:
+    """Run a step to completion: its exit code and the tail of its output."""
+    group = await ProcessGroup.start(argv, cwd, env)
+    try:
+        code = await group.wait()
+    finally:
+        await group.stop()
+    return code, group.tail()

@@ -1,0 +1,456 @@
+"""The public port: a TCP proxy that hands each new connection to the current instance.
+
+The supervisor binds ``PORT`` once and keeps it for its whole life, so a
+deploy never has a moment with nobody listening: switching traffic is just
+:meth:`Proxy.switch`. Connections are spliced byte for byte (no HTTP
+parsing); a connection stays with the instance it was handed to, which is
+what lets an old instance drain.
+
+Every cycle the proxy spends on a small machine is taken from the app, so:
+
+* the data path runs on raw non-blocking sockets in a bare epoll loop of its
+  own (:mod:`paas_runtime.reactor`), not on asyncio transports;
+* reads are large (:data:`CHUNK`) into one shared buffer, and sockets are
+  ``TCP_NODELAY``;
+* the instance is connected to only once the client has sent its first
+  bytes (HTTP clients speak first), which then go along at once: a
+  single-threaded worker (gunicorn's default) never holds a connection
+  waiting for a request still in the proxy, and a browser's idle
+  pre-connection occupies no worker at all. A client that waits for the
+  server to speak first is connected after :data:`FIRST_BYTES_WAIT`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import select
+import socket
+import threading
+
+from .errors import ListenFailed
+from .reactor import Reactor, Timer
+
+#: Bytes moved per ``recv``: large, so bulk transfers take few trips through Python.
+CHUNK = 1024 * 1024
+#: Connections accepted per wake-up of the listening socket.
+ACCEPT_BATCH = 64
+#: Pause in accepting when the process is out of file descriptors or memory.
+ACCEPT_PAUSE = 0.1
+_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+#: How long to wait for a client's first bytes before connecting without them.
+FIRST_BYTES_WAIT = 1.0
+#: How long a refused client may take to read our short answer before we close.
+REFUSED_LINGER = 1.0
+
+_IN, _OUT, _ERR = select.EPOLLIN, select.EPOLLOUT, select.EPOLLERR
+_IN_OR_GONE = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR
+
+
+def _http_answer(status: str, text: str) -> bytes:
+    body = text.encode() + b"\n"
+    return (
+        f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
+    ).encode() + body
+
+
+NOT_SERVING = _http_answer("503 Service Unavailable", "no app instance is serving yet")
+BAD_GATEWAY = _http_answer("502 Bad Gateway", "the app instance did not accept the connection")
+
+
+class Backend:
+    """One app instance as the proxy sees it: a loopback port and its open connections.
+
+    Counted on the proxy's thread, waited on from the supervisor's event loop.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._draining = False
+        self._loop = asyncio.get_running_loop()
+        self._none_left = asyncio.Event()
+
+    def acquire(self) -> None:
+        with self._lock:
+            self.connections += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self.connections -= 1
+            notify = self._draining and not self.connections
+        if notify:
+            self._loop.call_soon_threadsafe(self._none_left.set)
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until no connection uses this backend; False if ``timeout`` ran out first.
+
+        Call it once the proxy hands new connections elsewhere: from then on the
+        count only goes down, so reaching zero once means done.
+        """
+        with self._lock:
+            self._draining = True
+            if not self.connections:
+                return True
+        try:
+            await asyncio.wait_for(self._none_left.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+class Proxy:
+    """Listens on the public port; new connections go to the current backend (503 if none)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._backend: Backend | None = None
+        # Held while a connection picks its backend, so that after switch()
+        # returns no new connection can land on the previous one.
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self._reactor = Reactor()
+        # One read buffer serves every connection: the reactor runs one
+        # callback at a time and each writes out (or copies) what it read.
+        self.buffer = memoryview(bytearray(CHUNK))
+
+    def switch(self, backend: Backend | None) -> None:
+        """Send new connections to ``backend`` (None: answer 503)."""
+        with self._lock:
+            self._backend = backend
+
+    def pick(self) -> Backend | None:
+        """The backend for a new connection, already acquired for it."""
+        with self._lock:
+            backend = self._backend
+            if backend is not None:
+                backend.acquire()
+            return backend
+
+    async def start(self) -> None:
+        """Listen on every address, IPv4 and (where the host has it) IPv6."""
+        dualstack = socket.has_dualstack_ipv6()
+        try:
+            self._listener = socket.create_server(
+                ("", self.port),
+                family=socket.AF_INET6 if dualstack else socket.AF_INET,
+                backlog=1024,
+                dualstack_ipv6=dualstack,
+            )
+        except OSError as e:
+            reason = os.strerror(e.errno) if e.errno else str(e)
+            raise ListenFailed(f"cannot listen on port {self.port}: {reason}") from e
+        self._listener.setblocking(False)
+        self._reactor.register(self._listener.fileno(), _IN, self._accept)
+        self._reactor.start()
+
+    def close(self) -> None:
+        """Stop accepting and stop the proxy's thread."""
+        if self._listener is not None:
+            self._reactor.stop()
+            self._listener.close()
+            self._listener = None
+
+    def _accept(self, mask: int) -> None:
+        assert self._listener is not None
+        for _ in range(ACCEPT_BATCH):
+            try:
+                client, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                if e.errno in _OUT_OF_RESOURCES:
+                    # The socket stays readable: pause rather than spin until fds free up.
+                    self._reactor.modify(self._listener.fileno(), 0)
+                    self._reactor.call_later(ACCEPT_PAUSE, self._resume_accepting)
+                    return
+                continue  # the client gave up before we got to it
+            client.setblocking(False)
+            _nodelay(client)
+            _Connection(self, self._reactor, client)
+
+    def _resume_accepting(self) -> None:
+        if self._listener is not None:
+            self._reactor.modify(self._listener.fileno(), _IN)
+
+
+def _nodelay(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _Refusal:
+    """Answers a client with a short HTTP error, then closes.
+
+    The request is read and dropped meanwhile: closing with unread input would
+    reset the connection before the client has read the answer.
+    """
+
+    def __init__(self, reactor: Reactor, client: socket.socket, answer: bytes) -> None:
+        self._reactor = reactor
+        self._client = client
+        self._fd = client.fileno()
+        try:
+            client.send(answer)
+            client.shutdown(socket.SHUT_WR)
+        except OSError:
+            client.close()
+            return
+        reactor.register(self._fd, _IN, self._readable)
+        self._timer = reactor.call_later(REFUSED_LINGER, self._close)
+
+    def _readable(self, mask: int) -> None:
+        try:
+            if self._client.recv(4096):
+                return
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        self._timer.cancel()
+        self._close()
+
+    def _close(self) -> None:
+        self._reactor.forget(self._fd)
+        self._client.close()
+
+
+class _Connection:
+    """One client connection spliced to one app instance connection, both ways.
+
+    Each socket has one epoll registration whose mask says what is awaited:
+    reading it, and/or writing to it while bytes for it are stuck. "up" is
+    the client-to-instance direction, "down" the way back.
+    """
+
+    def __init__(self, proxy: Proxy, reactor: Reactor, client: socket.socket) -> None:
+        self._proxy = proxy
+        self._reactor = reactor
+        self._buffer = proxy.buffer
+        self._client = client
+        self._upstream: socket.socket | None = None
+        self._backend: Backend | None = None
+        self._timer: Timer | None = None
+        self._up_pending = self._down_pending = b""
+        self._up_eof = self._down_eof = False
+        self._client_mask = self._upstream_mask = 0
+        # Most clients have sent their request by the time they are accepted.
+        first = self._recv_first()
+        if first is None:
+            reactor.register(client.fileno(), _IN, self._first_readable)
+            self._timer = reactor.call_later(FIRST_BYTES_WAIT, self._first_timeout)
+        else:
+            self._begin(first)
+
+    # -- until the instance is connected -------------------------------------------
+
+    def _recv_first(self) -> bytes | None:
+        """The client's first bytes; None if it has sent nothing yet, b"" if it has left."""
+        try:
+            size = self._client.recv_into(self._buffer)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            return b""
+        return bytes(self._buffer[:size])
+
+    def _first_readable(self, mask: int) -> None:
+        first = self._recv_first()
+        if first is not None:
+            assert self._timer is not None
+            self._timer.cancel()
+            self._reactor.unregister(self._client.fileno())
+            self._begin(first)
+
+    def _first_timeout(self) -> None:
+        self._reactor.unregister(self._client.fileno())
+        self._begin(None)
+
+    def _begin(self, first: bytes | None) -> None:
+        """Hand the connection to the current instance; ``first`` is None after a timeout."""
+        if first == b"":  # the client left without a word
+            self._client.close()
+            return
+        backend = self._proxy.pick()
+        if backend is None:
+            _Refusal(self._reactor, self._client, NOT_SERVING)
+            return
+        self._backend = backend
+        self._up_pending = first or b""
+        upstream = self._upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        upstream.setblocking(False)
+        _nodelay(upstream)
+        code = upstream.connect_ex(("127.0.0.1", backend.port))
+        if code not in (0, errno.EINPROGRESS):
+            self._fail()
+        elif code == 0 or _is_connected(upstream):  # loopback connects at once, mostly
+            self._reactor.register(upstream.fileno(), 0, self._upstream_event)
+            self._connected()
+        else:
+            self._reactor.register(upstream.fileno(), _OUT, self._connect_done)
+
+    def _connect_done(self, mask: int) -> None:
+        assert self._upstream is not None
+        if self._upstream.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            self._reactor.forget(self._upstream.fileno())
+            self._fail()
+            return
+        self._reactor.modify(self._upstream.fileno(), 0, self._upstream_event)
+        self._connected()
+
+    def _connected(self) -> None:
+        self._reactor.register(self._client.fileno(), 0, self._client_event)
+        if self._up_pending:
+            first, self._up_pending = self._up_pending, b""
+            self._forward(memoryview(first), up=True)
+        self._update()
+
+    def _fail(self) -> None:
+        assert self._upstream is not None
+        self._upstream.close()
+        self._release()
+        _Refusal(self._reactor, self._client, BAD_GATEWAY)
+
+    # -- splicing ----------------------------------------------------------------
+
+    def _client_event(self, mask: int) -> None:
+        if mask & _OUT:
+            self._flush(up=False)
+        if mask & _IN_OR_GONE and self._client_mask & _IN:
+            self._pump(up=True)
+        elif mask & _ERR:
+            self.close()
+
+    def _upstream_event(self, mask: int) -> None:
+        if mask & _OUT:
+            self._flush(up=True)
+        if mask & _IN_OR_GONE and self._upstream_mask & _IN:
+            self._pump(up=False)
+        elif mask & _ERR:
+            self.close()
+
+    def _pump(self, up: bool) -> None:
+        """Move what ``up``'s source has to its destination."""
+        src = self._client if up else self._upstream
+        assert src is not None
+        try:
+            size = src.recv_into(self._buffer)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        if size:
+            self._forward(self._buffer[:size], up)
+            return
+        if up:
+            self._up_eof = True
+        else:
+            self._down_eof = True
+        self._maybe_finish(up)
+        self._update()
+
+    def _forward(self, data: memoryview, up: bool) -> None:
+        dst = self._upstream if up else self._client
+        assert dst is not None
+        try:
+            sent = dst.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self.close()
+            return
+        if sent == len(data):
+            return
+        # The receiver is slow: keep the rest (copied: the read buffer is
+        # shared) and stop reading this direction until it is written.
+        rest = bytes(data[sent:])
+        if up:
+            self._up_pending = rest
+        else:
+            self._down_pending = rest
+        self._update()
+
+    def _flush(self, up: bool) -> None:
+        dst = self._upstream if up else self._client
+        pending = self._up_pending if up else self._down_pending
+        assert dst is not None
+        if not pending:
+            return
+        try:
+            sent = dst.send(pending)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        if up:
+            self._up_pending = pending[sent:]
+        else:
+            self._down_pending = pending[sent:]
+        if sent == len(pending):
+            self._maybe_finish(up)
+            self._update()
+
+    def _maybe_finish(self, up: bool) -> None:
+        """Pass on an end of stream once everything before it is written."""
+        if up and self._up_eof and not self._up_pending:
+            if not self._down_done():  # else closing both at once says it
+                assert self._upstream is not None
+                with contextlib.suppress(OSError):
+                    self._upstream.shutdown(socket.SHUT_WR)
+        elif not up and self._down_eof and not self._down_pending:
+            self._release()  # the instance has said all it will say
+            if not self._up_done():
+                with contextlib.suppress(OSError):
+                    self._client.shutdown(socket.SHUT_WR)
+
+    def _up_done(self) -> bool:
+        return self._up_eof and not self._up_pending
+
+    def _down_done(self) -> bool:
+        return self._down_eof and not self._down_pending
+
+    def _update(self) -> None:
+        """Bring both epoll masks in line with the state; close once both ways are done."""
+        if self._upstream is None or self._client.fileno() < 0:
+            return
+        if self._up_done() and self._down_done():
+            self.close()
+            return
+        client_mask = (0 if self._up_eof or self._up_pending else _IN) | (_OUT if self._down_pending else 0)
+        upstream_mask = (0 if self._down_eof or self._down_pending else _IN) | (
+            _OUT if self._up_pending else 0
+        )
+        if client_mask != self._client_mask:
+            self._client_mask = client_mask
+            self._reactor.modify(self._client.fileno(), client_mask)
+        if upstream_mask != self._upstream_mask:
+            self._upstream_mask = upstream_mask
+            self._reactor.modify(self._upstream.fileno(), upstream_mask)
+
+    def _release(self) -> None:
+        if self._backend is not None:
+            self._backend.release()
+            self._backend = None
+
+    def close(self) -> None:
+        if self._client.fileno() >= 0:
+            self._reactor.forget(self._client.fileno())
+            self._client.close()
+        if self._upstream is not None and self._upstream.fileno() >= 0:
+            self._reactor.forget(self._upstream.fileno())
+            self._upstream.close()
+        self._release()
+
+
+def _is_connected(sock: socket.socket) -> bool:
+    try:
+        sock.getpeername()
+    except OSError:
+        return False
+    return True

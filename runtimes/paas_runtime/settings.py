@@ -1,0 +1,102 @@
+"""The supervisor's parameters, read from the environment (the runtime contract)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_APP_DIR = "/workspace/current"
+
+#: Every variable the supervisor itself reads; all others belong to the app.
+CONTRACT_VARS = (
+    "PORT",
+    "PAAS_APP_DIR",
+    "PAAS_RUN",
+    "PAAS_HEALTHCHECK",
+    "PAAS_HEALTH_TIMEOUT",
+    "PAAS_RUNTIME",
+    "PAAS_CACHE_DIR",
+    "PAAS_STATE_FILE",
+)
+
+
+class ConfigError(Exception):
+    """The environment does not describe a runnable supervisor; carries every problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Settings:
+    port: int
+    app_dir: Path
+    run: str | None
+    healthcheck: str
+    health_timeout: float
+    runtime: str | None
+    cache_dir: Path
+    state_file: Path
+    app_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], runtimes: tuple[str, ...]) -> Settings:
+        """Parse ``environ``; ``runtimes`` are the names ``PAAS_RUNTIME`` may take."""
+        problems: list[str] = []
+
+        port = _parse_port(environ.get("PORT", ""), problems)
+        # Keep the link path as given: resolving it would pin one revision.
+        app_dir = Path(os.path.abspath(environ.get("PAAS_APP_DIR") or DEFAULT_APP_DIR))
+        run = environ.get("PAAS_RUN", "").strip() or None
+
+        healthcheck = environ.get("PAAS_HEALTHCHECK", "").strip() or "/"
+        if not healthcheck.startswith("/"):
+            healthcheck = "/" + healthcheck
+
+        health_timeout = 30.0
+        raw_timeout = environ.get("PAAS_HEALTH_TIMEOUT", "").strip()
+        if raw_timeout:
+            try:
+                health_timeout = float(raw_timeout)
+            except ValueError:
+                health_timeout = -1.0
+            if health_timeout <= 0:
+                problems.append(
+                    f"PAAS_HEALTH_TIMEOUT: must be a positive number of seconds, got {raw_timeout!r}"
+                )
+
+        runtime = environ.get("PAAS_RUNTIME", "").strip().lower() or None
+        if runtime is not None and runtime not in runtimes:
+            problems.append(f"PAAS_RUNTIME: must be one of {', '.join(runtimes)} or empty")
+
+        cache_dir = Path(environ.get("PAAS_CACHE_DIR") or app_dir.parent / ".cache")
+        state_file = Path(environ.get("PAAS_STATE_FILE") or app_dir.parent / ".paas-runtime.json")
+
+        if problems:
+            raise ConfigError(problems)
+        assert port is not None
+        return cls(
+            port=port,
+            app_dir=app_dir,
+            run=run,
+            healthcheck=healthcheck,
+            health_timeout=health_timeout,
+            runtime=runtime,
+            cache_dir=cache_dir.absolute(),
+            state_file=state_file.absolute(),
+            app_env={k: v for k, v in environ.items() if k not in CONTRACT_VARS},
+        )
+
+
+def _parse_port(raw: str, problems: list[str]) -> int | None:
+    raw = raw.strip()
+    if not raw:
+        problems.append("PORT: required (the port the app is served on)")
+        return None
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        problems.append(f"PORT: must be a TCP port number, got {raw!r}")
+        return None
+    return int(raw)

@@ -1,0 +1,77 @@
+"""The status file the control plane reads: what the supervisor is doing and why.
+
+Written whole to a temporary file and renamed over the old one, so a reader
+never sees half a document.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+Status = Literal["waiting", "building", "starting", "serving", "failed"]
+
+
+@dataclass
+class Failure:
+    revision: str
+    reason: str
+    at: float = field(default_factory=time.time)
+
+
+@dataclass
+class State:
+    """``status`` describes the revision the link points at (``target``).
+
+    ``serving`` is the revision that answers on the public port right now
+    (None while nothing does); it differs from ``target`` while a new revision
+    builds or starts, and after one failed (then ``failed`` says why).
+    """
+
+    status: Status = "waiting"
+    serving: str | None = None
+    target: str | None = None
+    failed: Failure | None = None
+    restarts: int = 0
+    updated: float = field(default_factory=time.time)
+
+
+class StateFile:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.state = State()
+
+    def update(self, **changes: object) -> None:
+        """Apply ``changes`` to the state and write it out."""
+        for name, value in changes.items():
+            if not hasattr(self.state, name):
+                raise AttributeError(name)
+            setattr(self.state, name, value)
+        self.state.updated = time.time()
+        self._write()
+
+    def _write(self) -> None:
+        data = json.dumps(asdict(self.state), indent=2) + "\n"
+        tmp: str | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+            os.fchmod(fd, 0o644)  # the control plane may read it as another user
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(data)
+            os.replace(tmp, self.path)
+        except OSError as e:
+            # The app keeps serving; only the control plane's view goes stale.
+            log.warning("cannot write state file %s: %s", self.path, e)
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)

@@ -1,0 +1,286 @@
+"""Orchestration: follow the link, bring each revision up beside the old one, switch, retire.
+
+Three kinds of work overlap, each its own task:
+
+* a *deploy* brings the link's newest revision up (build, start, health
+  check); a newer revision cancels it, since only the newest one matters;
+* a *restart* brings the serving revision back after its instance crashed,
+  with backoff; a successful deploy makes it moot;
+* a *retire* drains and stops an instance that traffic has left.
+
+Switching traffic itself is one synchronous step (:meth:`Supervisor._switch`),
+so whichever of a deploy and a restart finishes last decides what serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from . import build
+from .build import Plan
+from .errors import DeployFailed, StartFailed
+from .health import probe
+from .process import ProcessGroup
+from .proxy import Backend, Proxy
+from .settings import Settings
+from .state import Failure, StateFile
+from .watcher import Revision, watch
+
+log = logging.getLogger(__name__)
+
+#: How long an instance that traffic has left may finish its open connections.
+DRAIN_TIMEOUT = 10.0
+#: Pause between health probes of a starting instance.
+HEALTH_INTERVAL = 0.05
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 30.0
+#: An instance that ran this long before crashing gets the short backoff again.
+BACKOFF_RESET_AFTER = 30.0
+
+
+@dataclass(eq=False)
+class Instance:
+    """One running copy of a revision's app, and the proxy's handle on it."""
+
+    plan: Plan
+    group: ProcessGroup
+    backend: Backend
+    #: Set once traffic has left it (or it is being stopped): its exit is expected.
+    retiring: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.plan.revision.hash[:12]} (pid {self.group.pid})"
+
+
+class Supervisor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.proxy = Proxy(settings.port)
+        self.state = StateFile(settings.state_file)
+        self._target: Revision | None = None
+        self._current: Instance | None = None
+        self._instances: set[Instance] = set()
+        self._deploy: asyncio.Task[None] | None = None
+        self._restart: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._backoff = BACKOFF_FIRST
+        self._stopping = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set, then stop every instance; raises ListenFailed."""
+        await self.proxy.start()
+        log.info("listening on port %d, following %s", self.settings.port, self.settings.app_dir)
+        self.state.update(status="waiting")
+        try:
+            async for revision in watch(self.settings.app_dir, stop):
+                self._on_target(revision)
+        finally:
+            await self._shutdown()
+
+    # -- revisions -------------------------------------------------------------
+
+    def _on_target(self, revision: Revision) -> None:
+        self._target = revision
+        if self._deploy is not None:
+            self._deploy.cancel()
+        if self._current is not None and self._current.plan.revision == revision:
+            log.info("link points at %s again, which is serving", revision.hash)
+            self.state.update(status="serving", target=revision.hash, failed=None)
+            return
+        log.info("new revision %s", revision.hash)
+        self._deploy = self._spawn(self._deploy_revision(revision))
+
+    async def _deploy_revision(self, revision: Revision) -> None:
+        began = time.monotonic()
+        self.state.update(status="building", target=revision.hash)
+        try:
+            plan = await build.prepare(revision, self.settings)
+            self.state.update(status="starting")
+            instance = await self._start(plan)
+        except DeployFailed as e:
+            log.error(
+                "revision %s failed, %s: %s",
+                revision.hash,
+                "keeping the old one serving" if self._current else "nothing is serving",
+                e.summary,
+            )
+            self.state.update(status="failed", failed=Failure(revision.hash, e.reason))
+            return
+        if self._restart is not None:
+            self._restart.cancel()
+        self._backoff = BACKOFF_FIRST  # new code, fresh start
+        self._switch(instance)
+        log.info("revision %s serving after %.2f s", revision.hash, time.monotonic() - began)
+
+    # -- instances -------------------------------------------------------------
+
+    async def _start(self, plan: Plan) -> Instance:
+        """Start ``plan`` on a private port and wait for its health check; raises StartFailed.
+
+        The command runs under ``sh -c``, as a Procfile line would: it is the
+        app's own command for the app's own container, and may use ``$PORT``.
+        """
+        port = _free_port()
+        env = {**plan.env, "PORT": str(port), "HOST": "127.0.0.1"}
+        try:
+            group = await ProcessGroup.start(["/bin/sh", "-c", plan.command], plan.revision.path, env)
+        except OSError as e:
+            raise StartFailed(f"cannot start {plan.command!r}: {e}") from e
+        instance = Instance(plan, group, Backend(port))
+        self._instances.add(instance)
+        log.info("started %s on 127.0.0.1:%d: %s", instance.name, port, plan.command)
+        try:
+            await self._until_healthy(instance)
+        except BaseException:
+            await self._stop(instance)
+            raise
+        return instance
+
+    async def _until_healthy(self, instance: Instance) -> None:
+        path, timeout = self.settings.healthcheck, self.settings.health_timeout
+        deadline = time.monotonic() + timeout
+        status: int | None = None
+        while True:
+            if instance.group.returncode is not None:
+                code = await instance.group.wait()
+                raise StartFailed(
+                    f"the app exited with code {code} before answering its health check\n"
+                    + instance.group.tail()
+                )
+            status = await probe(instance.backend.port, path)
+            if status is not None and status < 500:
+                return
+            if time.monotonic() >= deadline:
+                answer = f"status {status}" if status is not None else "no answer"
+                raise StartFailed(
+                    f"the app did not answer GET {path} with a status below 500 within "
+                    f"{timeout:g} s ({answer})\n" + instance.group.tail()
+                )
+            await asyncio.sleep(HEALTH_INTERVAL)
+
+    def _switch(self, instance: Instance) -> None:
+        """Send new connections to ``instance``; the previous one drains and stops."""
+        old, self._current = self._current, instance
+        self.proxy.switch(instance.backend)
+        self._spawn(self._monitor(instance))
+        if old is not None:
+            old.retiring = True
+            self._spawn(self._retire(old))
+        changes: dict[str, Any] = {"serving": instance.plan.revision.hash}
+        if instance.plan.revision == self._target:
+            changes.update(status="serving", failed=None)
+        self.state.update(**changes)
+
+    async def _retire(self, instance: Instance) -> None:
+        if not await instance.backend.drained(DRAIN_TIMEOUT):
+            log.warning(
+                "%s still has %d connection(s) after %g s; stopping it anyway",
+                instance.name,
+                instance.backend.connections,
+                DRAIN_TIMEOUT,
+            )
+        await self._stop(instance)
+        log.info("stopped %s", instance.name)
+
+    async def _stop(self, instance: Instance) -> None:
+        instance.retiring = True
+        await instance.group.stop()
+        self._instances.discard(instance)
+
+    # -- crashes ---------------------------------------------------------------
+
+    async def _monitor(self, instance: Instance) -> None:
+        code = await instance.group.wait()
+        if instance.retiring or self._stopping:
+            return
+        self._instances.discard(instance)
+        if self._current is instance:
+            self._current = None
+            self.proxy.switch(None)
+        if instance.group.uptime >= BACKOFF_RESET_AFTER:
+            self._backoff = BACKOFF_FIRST
+        log.warning(
+            "%s exited with code %d after %.1f s; restarting in %g s",
+            instance.name,
+            code,
+            instance.group.uptime,
+            self._backoff,
+        )
+        changes: dict[str, Any] = {"serving": None}
+        if instance.plan.revision == self._target and self._deploy_idle():
+            changes["status"] = "starting"
+        self.state.update(**changes)
+        self._restart = self._spawn(self._restart_plan(instance.plan))
+
+    async def _restart_plan(self, plan: Plan) -> None:
+        while True:
+            delay = self._backoff
+            self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+            await asyncio.sleep(delay)
+            self.state.update(restarts=self.state.state.restarts + 1)
+            try:
+                instance = await self._start(plan)
+            except DeployFailed as e:
+                log.warning(
+                    "restarting %s failed: %s; next try in %g s",
+                    plan.revision.hash,
+                    e.summary,
+                    self._backoff,
+                )
+                changes: dict[str, Any] = {"failed": Failure(plan.revision.hash, e.reason)}
+                if plan.revision == self._target and self._deploy_idle():
+                    changes["status"] = "failed"
+                self.state.update(**changes)
+                continue
+            self._switch(instance)
+            log.info("restarted %s", instance.name)
+            return
+
+    def _deploy_idle(self) -> bool:
+        return self._deploy is None or self._deploy.done()
+
+    # -- housekeeping ----------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("internal error in %s", task.get_coro().__qualname__, exc_info=error)
+
+    async def _shutdown(self) -> None:
+        """Stop accepting, stop every instance (whole process groups), end all tasks."""
+        self._stopping = True
+        self.proxy.close()
+        self.proxy.switch(None)
+        for task in (self._deploy, self._restart):
+            if task is not None:
+                task.cancel()
+        # Cancelled deploys stop the instances they started on their way out.
+        await asyncio.gather(
+            *(t for t in (self._deploy, self._restart) if t is not None),
+            return_exceptions=True,
+        )
+        await asyncio.gather(*(self._stop(i) for i in list(self._instances)))
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        log.info("stopped")
+
+
+def _free_port() -> int:
+    """A loopback port nobody listens on right now, for the next instance."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

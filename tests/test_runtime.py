@@ -1,0 +1,522 @@
+"""The runtime supervisor (``paas-runtime``), driven the way a pod drives it.
+
+Each test runs the real supervisor on loopback against a workspace laid out
+as git-sync lays it out: worktrees named by (fake) commit hashes and a
+relative symlink swapped atomically by renaming a new link over it. The apps
+are tiny Flask apps served by real gunicorn from a real venv; every test
+shares one dependency cache, so only the first builds flask's venv.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import http.client
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from paas_runtime.proxy import Backend, Proxy
+
+pytestmark = pytest.mark.slow
+
+APP = """\
+import os
+import time
+
+from flask import Flask, request
+
+app = Flask(__name__)
+
+
+@app.get("/")
+def index():
+    return {text!r}
+
+
+@app.get("/pgid")
+def pgid():
+    return str(os.getpgrp())
+
+
+@app.get("/slow")
+def slow():
+    open("slow-started", "w").close()
+    time.sleep(float(request.args.get("seconds", "2")))
+    return {text!r}
+"""
+
+_counter = itertools.count()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get(port: int, path: str = "/", timeout: float = 5.0) -> tuple[int, str]:
+    """One request on a new connection (no keep-alive), as a fresh client would."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+def try_get(port: int, path: str = "/") -> tuple[int, str] | None:
+    try:
+        return get(port, path, timeout=2.0)
+    except OSError:
+        return None
+
+
+def live_members(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that still run (zombies awaiting their reaper do not)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_bytes()
+        except OSError:
+            continue
+        state, _ppid, pgrp = stat[stat.rindex(b")") + 2 :].split()[:3]
+        if int(pgrp) == pgid and state not in (b"Z", b"X"):
+            members.append(int(entry))
+    return members
+
+
+def kill_processes_under(root: Path) -> None:
+    """Safety net: kill anything still running with its working directory under ``root``."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        if cwd == str(root) or cwd.startswith(f"{root}/"):
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+class Workspace:
+    """What git-sync maintains: ``.worktrees/<hash>`` dirs and the ``current`` link."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.link = root / "current"
+        (root / ".worktrees").mkdir(parents=True)
+
+    def revision(
+        self, text: str = "", requirements: str = "flask\n", files: dict[str, str] | None = None
+    ) -> str:
+        """Write a worktree: a Flask app answering ``text``, unless ``files`` say otherwise."""
+        content = {"requirements.txt": requirements, "app.py": APP.format(text=text)}
+        return self.write({**content, **(files or {})})
+
+    def write(self, files: dict[str, str]) -> str:
+        """Write a worktree holding exactly ``files``; its name is a fake commit hash."""
+        rev = hashlib.sha1(f"{next(_counter)}:{files}".encode()).hexdigest()
+        worktree = self.root / ".worktrees" / rev
+        worktree.mkdir()
+        for name, body in files.items():
+            (worktree / name).write_text(body)
+        return rev
+
+    def publish(self, rev: str) -> None:
+        """Point the link at ``rev`` the way git-sync does: rename a new link over the old."""
+        tmp = self.root / f".current-{rev}"
+        os.symlink(f".worktrees/{rev}", tmp)
+        os.rename(tmp, self.link)
+
+
+class Runtime:
+    """One ``paas-runtime`` process; its output goes to a log file the test can show."""
+
+    def __init__(self, workspace: Workspace, cache_dir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.state_file = workspace.root / ".paas-runtime.json"
+        self.log_path = workspace.root / "runtime.log"
+        full_env = {
+            **os.environ,
+            "PORT": str(self.port),
+            "PAAS_APP_DIR": str(workspace.link),
+            "PAAS_CACHE_DIR": str(cache_dir),
+            "PAAS_HEALTH_TIMEOUT": "15",
+            **env,
+        }
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "paas_runtime"],
+                cwd=workspace.root,
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def state(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def wait_for_text(self, text: str, timeout: float = 60.0) -> None:
+        def served() -> bool:
+            answer = try_get(self.port)
+            return answer is not None and answer == (200, text)
+
+        wait_until(served, timeout, f"{text!r} on port {self.port}")
+
+    def wait_for_state(self, timeout: float = 30.0, **expected: Any) -> dict[str, Any]:
+        def matches() -> dict[str, Any] | None:
+            state = self.state()
+            return state if all(state.get(k) == v for k, v in expected.items()) else None
+
+        return wait_until(matches, timeout, f"state {expected}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("paas-cache")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    return Workspace(tmp_path / "workspace")
+
+
+@pytest.fixture
+def start(workspace: Workspace, cache_dir: Path, tmp_path: Path) -> Iterator[Callable[..., Runtime]]:
+    started: list[Runtime] = []
+
+    def start(**env: str) -> Runtime:
+        runtime = Runtime(workspace, cache_dir, **env)
+        started.append(runtime)
+        return runtime
+
+    yield start
+    for runtime in started:
+        runtime.stop()
+        print(runtime.log())  # shown by pytest when the test failed
+    kill_processes_under(tmp_path)
+
+
+def test_answers_503_and_waits_until_the_link_exists(start, workspace):
+    runtime = start()
+    runtime.wait_for_state(status="waiting", serving=None)
+    status, body = wait_until(lambda: try_get(runtime.port), 10, "an answer on PORT")
+    assert status == 503
+    assert "no app instance" in body
+
+    workspace.publish(workspace.revision("one"))
+    runtime.wait_for_text("one", timeout=120)  # the first venv of the session is built here
+
+
+def test_first_revision_is_served_through_port(start, workspace):
+    rev = workspace.revision("one")
+    workspace.publish(rev)
+    runtime = start()
+    runtime.wait_for_text("one", timeout=120)
+    state = runtime.wait_for_state(status="serving")
+    assert state["serving"] == rev
+    assert state["target"] == rev
+    assert state["failed"] is None
+    assert state["restarts"] == 0
+    assert isinstance(state["updated"], float)
+
+
+def test_swapping_the_link_serves_the_new_revision(start, workspace):
+    workspace.publish(workspace.revision("one"))
+    runtime = start()
+    runtime.wait_for_text("one", timeout=120)
+
+    rev = workspace.revision("two")
+    workspace.publish(rev)
+    runtime.wait_for_text("two", timeout=15)
+    assert runtime.wait_for_state(status="serving")["serving"] == rev
+
+
+def test_no_request_fails_across_swaps(start, workspace):
+    workspace.publish(workspace.revision("v0"))
+    runtime = start()
+    runtime.wait_for_text("v0", timeout=120)
+
+    failures: list[str] = []
+    answers: list[str] = []
+    done = threading.Event()
+
+    def client() -> None:
+        # ~25 requests/s per client, each on a new connection, bounded in time.
+        deadline = time.monotonic() + 60
+        while not done.is_set() and time.monotonic() < deadline:
+            began = time.monotonic()
+            try:
+                status, body = get(runtime.port)
+            except OSError as e:
+                failures.append(repr(e))
+            else:
+                answers.append(body)
+                if status != 200:
+                    failures.append(f"{status} {body!r}")
+            time.sleep(max(0.0, 0.04 - (time.monotonic() - began)))
+
+    clients = [threading.Thread(target=client) for _ in range(2)]
+    for thread in clients:
+        thread.start()
+    try:
+        for version in ("v1", "v2", "v3"):
+            workspace.publish(workspace.revision(version))
+            runtime.wait_for_text(version, timeout=15)
+            wait_until(lambda v=version: answers.count(v) >= 10, 10, f"traffic on {version}")
+    finally:
+        done.set()
+        for thread in clients:
+            thread.join()
+
+    assert failures == []
+    assert len(answers) > 60
+    seen = list(dict.fromkeys(answers))
+    assert seen == ["v0", "v1", "v2", "v3"]
+
+
+def test_the_old_instance_finishes_requests_in_flight(start, workspace):
+    old = workspace.revision("old")
+    workspace.publish(old)
+    # No grace of its own: only the supervisor's drain can save the slow request.
+    runtime = start(PAAS_RUN="gunicorn --graceful-timeout 0 app:app")
+    runtime.wait_for_text("old", timeout=120)
+
+    answers: list[tuple[int, str]] = []
+    slow = threading.Thread(target=lambda: answers.append(get(runtime.port, "/slow?seconds=2")))
+    slow.start()
+    try:
+        marker = workspace.root / ".worktrees" / old / "slow-started"
+        wait_until(marker.exists, 10, "the slow request to reach the app")
+        workspace.publish(workspace.revision("new"))
+        runtime.wait_for_text("new", timeout=15)
+    finally:
+        slow.join(15)
+    assert answers == [(200, "old")]
+
+
+def test_revision_failing_on_import_leaves_the_old_one_serving(start, workspace):
+    good = workspace.revision("good")
+    workspace.publish(good)
+    runtime = start()
+    runtime.wait_for_text("good", timeout=120)
+
+    bad = workspace.revision(files={"app.py": "raise RuntimeError('this revision cannot start')\n"})
+    workspace.publish(bad)
+    state = runtime.wait_for_state(status="failed")
+
+    assert state["serving"] == good
+    assert state["target"] == bad
+    assert state["failed"]["revision"] == bad
+    assert "RuntimeError: this revision cannot start" in state["failed"]["reason"]
+    assert get(runtime.port) == (200, "good")
+    assert "Traceback" not in "".join(
+        line for line in runtime.log().splitlines() if line.startswith("paas-runtime:")
+    )
+
+    fixed = workspace.revision("fixed")
+    workspace.publish(fixed)
+    runtime.wait_for_text("fixed", timeout=15)
+    assert runtime.wait_for_state(status="serving")["failed"] is None
+
+
+def test_venv_is_reused_for_the_same_requirements_and_rebuilt_for_new_ones(start, workspace, cache_dir):
+    venvs = cache_dir / "venvs"
+
+    def listing() -> dict[str, int]:
+        return {p.name: p.lstat().st_ino for p in venvs.iterdir()}
+
+    workspace.publish(workspace.revision("one"))
+    runtime = start()
+    runtime.wait_for_text("one", timeout=120)
+    before = listing()
+
+    workspace.publish(workspace.revision("two"))
+    runtime.wait_for_text("two", timeout=15)
+    assert listing() == before
+
+    workspace.publish(workspace.revision("three", requirements="flask\nitsdangerous\n"))
+    runtime.wait_for_text("three", timeout=120)
+    after = listing()
+    added = {name for name in after if name not in before and not name.startswith(".")}
+    assert len(added) == 1
+    assert all(after[name] == inode for name, inode in before.items())
+
+
+def test_procfile_web_line_is_honoured(start, workspace):
+    workspace.publish(
+        workspace.revision(
+            "from app.py",
+            files={
+                "Procfile": "# process types\nworker: python worker.py\nweb: gunicorn other:app\n",
+                "other.py": APP.format(text="from the Procfile"),
+            },
+        )
+    )
+    runtime = start()
+    runtime.wait_for_text("from the Procfile", timeout=120)
+
+
+def test_paas_run_wins_over_the_procfile(start, workspace):
+    workspace.publish(
+        workspace.revision(
+            "from app.py",
+            files={
+                "Procfile": "web: gunicorn app:app\n",
+                "run.py": APP.format(text="from PAAS_RUN"),
+            },
+        )
+    )
+    runtime = start(PAAS_RUN="gunicorn --bind 127.0.0.1:$PORT run:app")
+    runtime.wait_for_text("from PAAS_RUN", timeout=120)
+
+
+def test_static_runtime_serves_files_but_not_dot_paths(start, workspace):
+    workspace.publish(workspace.write({"index.html": "<h1>static</h1>", ".env": "SECRET=1"}))
+    runtime = start()
+    runtime.wait_for_text("<h1>static</h1>", timeout=30)
+    assert get(runtime.port, "/.env")[0] == 404
+    assert get(runtime.port, "/%2eenv")[0] == 404
+
+
+def test_a_crashed_instance_is_restarted(start, workspace):
+    workspace.publish(workspace.revision("one"))
+    runtime = start()
+    runtime.wait_for_text("one", timeout=120)
+    status, pgid = get(runtime.port, "/pgid")
+    assert status == 200
+
+    os.killpg(int(pgid), signal.SIGKILL)
+    state = runtime.wait_for_state(restarts=1)
+    runtime.wait_for_text("one", timeout=15)
+    assert get(runtime.port, "/pgid")[1] != pgid
+    assert runtime.wait_for_state(status="serving")["serving"] == state["target"]
+    assert "restarting in 1 s" in runtime.log()
+
+
+def test_sigterm_stops_every_process_and_exits_0(start, workspace):
+    workspace.publish(workspace.revision("one"))
+    runtime = start()
+    runtime.wait_for_text("one", timeout=120)
+    status, pgid = get(runtime.port, "/pgid")
+    assert status == 200
+    assert live_members(int(pgid))  # gunicorn master, worker and the shell
+
+    began = time.monotonic()
+    runtime.proc.send_signal(signal.SIGTERM)
+    assert runtime.proc.wait(10) == 0
+    assert time.monotonic() - began < 8
+    assert live_members(int(pgid)) == []
+
+
+def test_missing_port_is_one_clear_error():
+    env = {k: v for k, v in os.environ.items() if k != "PORT"}
+    result = subprocess.run(
+        [sys.executable, "-m", "paas_runtime"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert "PORT: required" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _serve_proxy(backend: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any], client):
+    """Run ``client(port)`` in a thread against a Proxy in front of the asyncio ``backend``."""
+
+    async def scenario() -> Any:
+        server = await asyncio.start_server(backend, "127.0.0.1", 0)
+        proxy = Proxy(free_port())
+        await proxy.start()
+        proxy.switch(Backend(server.sockets[0].getsockname()[1]))
+        try:
+            return await asyncio.to_thread(client, proxy.port)
+        finally:
+            proxy.close()
+            server.close()
+
+    return asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_proxy_moves_bulk_data_both_ways_and_passes_half_close():
+    payload = os.urandom(8 * 1024 * 1024)
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(256 * 1024):
+            writer.write(data)
+            await writer.drain()
+        writer.write(b"<eof seen>")  # still writable after the client's half-close
+        writer.close()
+
+    def client(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+
+            def send() -> None:
+                sock.sendall(payload)
+                sock.shutdown(socket.SHUT_WR)
+
+            sender = threading.Thread(target=send)
+            sender.start()
+            received = bytearray()
+            while chunk := sock.recv(1024 * 1024):
+                received += chunk
+            sender.join()
+            return bytes(received)
+
+    assert _serve_proxy(echo, client) == payload + b"<eof seen>"
+
+
+def test_proxy_connects_a_silent_client_for_a_server_that_speaks_first():
+    async def banner(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 hello\r\n")
+        await writer.drain()
+        writer.close()
+
+    def client(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            return sock.recv(100)
+
+    assert _serve_proxy(banner, client) == b"220 hello\r\n"
