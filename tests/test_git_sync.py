@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import requests
 
 from git_sync import options
 from gitserver import GitServer
+from helpers import free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -43,24 +43,6 @@ def git(*args: str, cwd: Path | None = None) -> str:
     result = subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV},
                             capture_output=True, text=True, check=True)
     return result.stdout.strip()
-
-
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    """Poll `predicate` until it returns something truthy, failing after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Upstream:
@@ -118,12 +100,12 @@ class Sidecar:
             return None
 
     def wait_ready(self) -> None:
-        wait_until(lambda: (r := self.get("/")) is not None and r.status_code == 200,
-                   f"GET / to answer 200; output:\n{self.output}")
+        wait_for(lambda: (r := self.get("/")) is not None and r.status_code == 200,
+                   what=f"GET / to answer 200; output:\n{self.output}", timeout=10)
 
     def wait_linked(self, commit: str) -> None:
-        wait_until(lambda: self.linked_hash() == commit,
-                   f"link to point at {commit}; output:\n{self.output}")
+        wait_for(lambda: self.linked_hash() == commit,
+                   what=f"link to point at {commit}; output:\n{self.output}", timeout=10)
 
     def wait_exit(self, timeout: float = 10.0) -> int:
         try:
@@ -256,7 +238,7 @@ def test_poll_picks_up_a_new_commit_and_removes_the_old_worktree(
     sidecar.wait_linked(second)
     assert (sidecar.link / "index.html").read_text() == "v2"
     worktrees = sidecar.root / ".worktrees"
-    wait_until(lambda: [p.name for p in worktrees.iterdir()] == [second], "old worktree removal")
+    wait_for(lambda: [p.name for p in worktrees.iterdir()] == [second], what="old worktree removal", timeout=10)
 
 
 def test_post_sync_moves_the_link_before_answering(
@@ -396,10 +378,10 @@ def test_negative_max_failures_retries_until_the_repo_appears_and_http_reports_i
     url = git_server.url("not-yet.git")
     sidecar = start_sidecar(f"--repo={url}", f"--username={USERNAME}",
                             "--max-failures=-1", "--period=100ms")
-    wait_until(lambda: sidecar.get("/") is not None, "the HTTP endpoint")
+    wait_for(lambda: sidecar.get("/") is not None, what="the HTTP endpoint", timeout=10)
     assert sidecar.get("/").status_code == 503
-    wait_until(lambda: sidecar.metric('git_sync_count_total{status="error"}') >= 2,
-               "two failed syncs")
+    wait_for(lambda: sidecar.metric('git_sync_count_total{status="error"}') >= 2,
+               what="two failed syncs", timeout=10)
 
     commit = Upstream(git_server, "not-yet", tmp_path / "late-work").commit("late")
 
@@ -460,7 +442,7 @@ def test_the_password_file_is_read_again_before_every_sync(
     password_file.write_text("not-yet-rotated")
     sidecar = start_sidecar(*repo_args(upstream), f"--password-file={password_file}",
                             "--max-failures=-1", "--period=100ms", password=None)
-    wait_until(lambda: "Authentication failed" in sidecar.output, "a failed sync")
+    wait_for(lambda: "Authentication failed" in sidecar.output, what="a failed sync", timeout=10)
 
     password_file.write_text(PASSWORD)
 

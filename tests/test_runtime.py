@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from helpers import free_port, wait_for
 from paas_runtime.proxy import Backend, Proxy
 
 pytestmark = pytest.mark.slow
@@ -58,23 +59,6 @@ def slow():
 """
 
 _counter = itertools.count()
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def get(port: int, path: str = "/", timeout: float = 5.0) -> tuple[int, str]:
@@ -193,14 +177,14 @@ class Runtime:
             answer = try_get(self.port)
             return answer is not None and answer == (200, text)
 
-        wait_until(served, timeout, f"{text!r} on port {self.port}")
+        wait_for(served, timeout, what=f"{text!r} on port {self.port}")
 
     def wait_for_state(self, timeout: float = 30.0, **expected: Any) -> dict[str, Any]:
         def matches() -> dict[str, Any] | None:
             state = self.state()
             return state if all(state.get(k) == v for k, v in expected.items()) else None
 
-        return wait_until(matches, timeout, f"state {expected}")
+        return wait_for(matches, timeout, what=f"state {expected}")
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -245,7 +229,7 @@ def start(workspace: Workspace, cache_dir: Path, tmp_path: Path) -> Iterator[Cal
 def test_answers_503_and_waits_until_the_link_exists(start, workspace):
     runtime = start()
     runtime.wait_for_state(status="waiting", serving=None)
-    status, body = wait_until(lambda: try_get(runtime.port), 10, "an answer on PORT")
+    status, body = wait_for(lambda: try_get(runtime.port), 10, what="an answer on PORT")
     assert status == 503
     assert "no app instance" in body
 
@@ -308,7 +292,7 @@ def test_no_request_fails_across_swaps(start, workspace):
         for version in ("v1", "v2", "v3"):
             workspace.publish(workspace.revision(version))
             runtime.wait_for_text(version, timeout=15)
-            wait_until(lambda v=version: answers.count(v) >= 10, 10, f"traffic on {version}")
+            wait_for(lambda v=version: answers.count(v) >= 10, 10, what=f"traffic on {version}")
     finally:
         done.set()
         for thread in clients:
@@ -332,7 +316,7 @@ def test_the_old_instance_finishes_requests_in_flight(start, workspace):
     slow.start()
     try:
         marker = workspace.root / ".worktrees" / old / "slow-started"
-        wait_until(marker.exists, 10, "the slow request to reach the app")
+        wait_for(marker.exists, 10, what="the slow request to reach the app")
         workspace.publish(workspace.revision("new"))
         runtime.wait_for_text("new", timeout=15)
     finally:

@@ -46,6 +46,10 @@ def _split(raw: str, container: str) -> tuple[str, str]:
     return stamp, f"{container} | {text}"
 
 
+def _stamp(entry: tuple[str, str]) -> str:
+    return entry[0]
+
+
 def _tail(path: Path, lines: int) -> tuple[list[str], int]:
     """The last ``lines`` lines of a file and the offset just past what was read."""
     try:
@@ -70,7 +74,7 @@ def follow_logs(
     for path in sorted(logs_dir.glob("*.log")):
         lines, offsets[path] = _tail(path, tail)
         batches.append([_split(line, path.stem) for line in lines])
-    merged = list(heapq.merge(*batches))
+    merged = list(heapq.merge(*batches, key=_stamp))
     for _, line in merged[-tail:] if tail else []:
         yield line
     while follow and alive():
@@ -89,7 +93,7 @@ def follow_logs(
             complete = data[: data.rfind(b"\n") + 1]
             offsets[path] = start + len(complete)
             fresh.extend(_split(line, path.stem) for line in complete.decode("utf-8", "replace").splitlines())
-        for _, line in sorted(fresh):
+        for _, line in sorted(fresh, key=_stamp):
             yield line
         if not fresh:
             time.sleep(FOLLOW_POLL)
