@@ -70,7 +70,9 @@ def cli(ctx: click.Context, url: str | None, token: str | None, as_json: bool) -
 
 @cli.command()
 @click.option(
-    "--host", envvar="PAAS_HOST", default="127.0.0.1", show_default=True, help="Address to listen on."
+    "--host",
+    envvar="PAAS_HOST",
+    help="Address to listen on [default: 127.0.0.1; 0.0.0.0 with --backend docker].",
 )
 @click.option("--port", envvar="PAAS_PORT", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
@@ -87,12 +89,16 @@ def cli(ctx: click.Context, url: str | None, token: str | None, as_json: bool) -
     type=click.Path(path_type=Path),
     help="Where apps, repos and pods live (default ~/.local/share/paas).",
 )
-def up(host: str, port: int, backend: str, data_dir: Path | None) -> None:
+def up(host: str | None, port: int, backend: str, data_dir: Path | None) -> None:
     """Run the control plane (API, git server, console) in the foreground."""
     from paas.server.serve import ControlPlaneServer
 
     settings = Settings.load({"host": host, "port": port, "backend": backend, "data_dir": data_dir})
     _check_port_free(settings.host, settings.port)
+    if settings.backend != "local":
+        from paas.backends import make_backend
+
+        make_backend(settings).close()  # fails here, in one sentence, if Docker or its images are missing
     settings = settings.with_token()
     config = write_config(settings.url, settings.token)
     click.echo(f"paas control plane ({settings.backend} backend), data in {settings.data_dir}")
@@ -182,6 +188,36 @@ def delete(ctx: Context, name: str) -> None:
     """Delete an app: its pod, repo, releases and logs."""
     result = ctx.client.delete(check_app_name(name))
     ctx.emit(result, f"deleted {name}")
+
+
+@cli.group()
+def images() -> None:
+    """Pod images for the docker backend."""
+
+
+@images.command(name="build")
+@click.option(
+    "--offline-base/--no-offline-base",
+    default=None,
+    help="Build the base image from Debian packages (default: only when it can't be pulled).",
+)
+@click.option(
+    "--base", default=None, help="Base image every Dockerfile builds FROM [default: python:3.11-slim]."
+)
+@click.option(
+    "--control-plane/--no-control-plane",
+    default=True,
+    show_default=True,
+    help="Also build the control plane's image (for docker-compose).",
+)
+def images_build(offline_base: bool | None, base: str | None, control_plane: bool) -> None:
+    """Build the git-sync, runtime and control plane images (the base image first if missing)."""
+    from paas.backends.docker import images as docker_images
+
+    client = docker_images.connect()
+    wanted = docker_images.IMAGES if control_plane else docker_images.POD_IMAGES
+    docker_images.build(client, wanted, base or docker_images.BASE_IMAGE, offline_base, say=click.echo)
+    click.echo("built " + ", ".join(image.tag for image in wanted))
 
 
 @cli.command(name="git-credential")

@@ -25,6 +25,7 @@ _RESERVED_ENV = re.compile(r"^(PORT|PAAS_.*|GITSYNC_.*)$")
 # are refused: a manifest must not make the platform run commands or read its own disk.
 _REMOTE_URL = re.compile(r"^(https?|ssh|git)://[^\s/]+/\S+$")
 _SCP_URL = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s:][^\s]*$")
+_MEMORY = re.compile(r"^[1-9][0-9]*[bkmg]?$")
 _BAD_REF = re.compile(r"(^[-/.]|\.\.|[\x00-\x20\x7f~^:?*\[\\]|@\{|//|/\.|\.lock$|\.lock/|[/.]$)")
 
 
@@ -69,6 +70,22 @@ class Healthcheck(BaseModel):
         return value
 
 
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    memory: str | None = None
+    cpus: Annotated[float, Field(gt=0, le=256)] | None = None
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if value is not None and not (isinstance(value, str) and _MEMORY.match(value)):
+            raise ValueError("must be a size such as 256m or 1g (bytes, k, m or g)")
+        return value
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -80,6 +97,7 @@ class Manifest(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     healthcheck: Healthcheck = Field(default_factory=Healthcheck)
     sidecars: list[str] = Field(default_factory=list)
+    resources: Resources | None = None
 
     @field_validator("name")
     @classmethod

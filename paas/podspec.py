@@ -31,11 +31,18 @@ class Container:
 
 
 @dataclass(frozen=True)
+class Resources:
+    memory: str | None = None  # docker's syntax: 256m, 1g
+    cpus: float | None = None
+
+
+@dataclass(frozen=True)
 class PodSpec:
     app: str
     port: int  # the app's public port on the host
     containers: tuple[Container, ...]
     labels: dict[str, str] = field(default_factory=dict)
+    resources: Resources | None = None  # limits of the runtime container, where a backend can
 
     @property
     def digest(self) -> str:
@@ -86,4 +93,5 @@ def build(app: App, control_plane_url: str) -> PodSpec:
             Container(RUNTIME, f"paas-runtime-{runtime}:{__version__}", ("paas-runtime",), runtime_env),
         ),
         labels={"paas.app": app.name},
+        resources=Resources(m.resources.memory, m.resources.cpus) if m.resources else None,
     )

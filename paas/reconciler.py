@@ -61,12 +61,11 @@ class Reconciler:
             actual = self.backend.pods()
             for name, spec in desired.items():
                 pod = actual.get(name)
-                if pod is None or pod.digest != spec.digest:
-                    self.backend.apply(spec)
-                    self.store.add_event(
-                        name, "pod", "pod created" if pod is None else "pod replaced (spec changed)"
-                    )
-                else:
+                if pod is None or not pod.matches(spec):
+                    done = self.backend.apply(spec)
+                    if done:
+                        self.store.add_event(name, "pod", done)
+                if pod is not None:
                     self._observe(pod)
             for name in actual.keys() - desired.keys():
                 self.backend.remove(name)

@@ -42,6 +42,8 @@ class Settings:
             if raw:
                 values[f.name] = raw
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        if values.get("backend") == "docker" and "host" not in values:
+            values["host"] = "0.0.0.0"  # pods reach the git server through the Docker host gateway
         settings = cls(**_coerce(values))
         if settings.backend not in BACKENDS:
             raise ValueError(f"unknown backend {settings.backend!r}: use one of {', '.join(BACKENDS)}")
@@ -61,7 +63,9 @@ class Settings:
     @property
     def pod_url(self) -> str:
         """The control plane's URL as seen from inside a pod."""
-        return self.internal_url or self.url
+        if self.internal_url:
+            return self.internal_url
+        return f"http://host.docker.internal:{self.port}" if self.backend == "docker" else self.url
 
 
 def _coerce(values: dict[str, Any]) -> dict[str, Any]:
@@ -78,6 +82,18 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = str(value)
     return out
+
+
+def instance_id(data_dir: Path) -> str:
+    """This installation's identity (kept in the data dir): it labels what it creates, so control
+    planes sharing one Docker engine never touch each other's pods."""
+    path = data_dir / "instance"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(secrets.token_hex(6) + "\n")
+        tmp.replace(path)
+    return path.read_text().strip()
 
 
 def ensure_token(data_dir: Path) -> str:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,3 +39,64 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     cp.stop()
     assert cp.proc.returncode == 0, cp.log.read_text()[-3000:]
     wait_for(lambda: not processes_under(cp.data_dir / "pods"), 10, what="no pod process left")
+
+
+def _docker_problem() -> str | None:
+    """Why the docker tests can't run here, or None when they can."""
+    try:
+        import docker
+
+        docker.from_env(timeout=5).ping()
+    except Exception as e:  # any failure to reach the engine means: no docker here
+        return f"no Docker engine reachable ({type(e).__name__})"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Docker tests skip without an engine, unless PAAS_REQUIRE_DOCKER=1 (CI) makes that a failure."""
+    marked = [item for item in items if "docker" in item.keywords]
+    if not marked:
+        return
+    problem = _docker_problem()
+    if problem is None:
+        return
+    if os.environ.get("PAAS_REQUIRE_DOCKER") == "1":
+        marker = pytest.mark.usefixtures("_docker_required")
+        config._paas_docker_problem = problem  # type: ignore[attr-defined]
+    else:
+        marker = pytest.mark.skip(reason=f"{problem}; set PAAS_REQUIRE_DOCKER=1 to fail instead")
+    for item in marked:
+        item.add_marker(marker)
+
+
+@pytest.fixture
+def _docker_required(request: pytest.FixtureRequest) -> None:
+    pytest.fail(f"PAAS_REQUIRE_DOCKER=1 but {request.config._paas_docker_problem}")
+
+
+@pytest.fixture(scope="session")
+def pod_images() -> None:
+    """The pod images, built once per run if missing (the offline base too, where needed)."""
+    from paas.backends.docker import images
+
+    client = images.connect()
+    if images.missing(client):
+        images.build(client, images.POD_IMAGES)
+
+
+@pytest.fixture(scope="module")
+def docker_control_plane(tmp_path_factory: pytest.TempPathFactory, pod_images) -> Iterator[ControlPlane]:
+    """A real `paas up --backend docker`; every container it made is gone afterwards."""
+    import docker
+
+    base = tmp_path_factory.mktemp("dcp")
+    cp = ControlPlane(base / "data", base / "cli-config", backend="docker").start()
+    yield cp
+    apps = [a["name"] for a in cp.api("GET", "/apps").json()["apps"]]
+    for app in apps:
+        cp.api("DELETE", f"/apps/{app}")
+    cp.stop()
+    client = docker.from_env()
+    for app in apps:
+        for c in client.containers.list(all=True, filters={"label": f"paas.app={app}"}):
+            c.remove(force=True)

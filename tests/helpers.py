@@ -92,8 +92,8 @@ def get_text(url: str, timeout: float = 2.0) -> str | None:
 class ControlPlane:
     """`paas up` as a user runs it: a real gunicorn serving on a free loopback port."""
 
-    def __init__(self, data_dir: Path, config: Path, token: str = "test-token-123") -> None:
-        self.data_dir, self.token, self.port = data_dir, token, free_port()
+    def __init__(self, data_dir: Path, config: Path, token: str = "test-token-123", backend: str = "local") -> None:
+        self.data_dir, self.token, self.port, self.backend = data_dir, token, free_port(), backend
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = os.environ | {"PAAS_TOKEN": token, "PAAS_CONFIG": str(config), "PAAS_DATA": str(data_dir)}
         self.proc: subprocess.Popen | None = None
@@ -103,7 +103,7 @@ class ControlPlane:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "paas.cli", "up", "--port", str(self.port)],
+            [sys.executable, "-m", "paas.cli", "up", "--port", str(self.port), "--backend", self.backend],
             env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
         wait_for(lambda: requests.get(f"{self.url}/api/v1/healthz", timeout=1).ok, 30, what="paas up")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from helpers import free_port
 from paas.cli import cli
 
 
@@ -77,3 +81,13 @@ def test_unreachable_control_plane(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["--url", "http://127.0.0.1:9", "list"])
     assert result.exit_code == 1
     assert "cannot reach the control plane at http://127.0.0.1:9" in result.output
+
+
+def test_up_without_docker_is_one_clear_sentence(tmp_path):
+    env = os.environ | {"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock", "PAAS_DATA": str(tmp_path / "d"),
+                        "PAAS_CONFIG": str(tmp_path / "cfg")}
+    result = subprocess.run([sys.executable, "-m", "paas.cli", "up", "--backend", "docker", "--port", str(free_port())],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot reach the Docker engine")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

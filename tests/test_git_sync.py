@@ -199,8 +199,9 @@ def test_restart_reuses_root_and_replaces_a_leftover_worktree(
     upstream: Upstream, start_sidecar: StartSidecar
 ) -> None:
     first = upstream.commit("v1")
-    assert start_sidecar(*repo_args(upstream), "--one-time", http=False).wait_exit() == 0
-    root = start_sidecar(*repo_args(upstream), "--one-time", http=False).root
+    initial = start_sidecar(*repo_args(upstream), "--one-time", http=False)
+    assert initial.wait_exit() == 0, initial.output
+    root = initial.root
     git("config", "test.marker", "kept", cwd=root)  # survives only if .git is reused
     second = upstream.commit("v2")
     leftover = root / ".worktrees" / second  # as if a previous run died mid-checkout

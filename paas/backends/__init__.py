@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from paas.backends.base import Backend
 from paas.errors import BackendUnavailable
-from paas.settings import Settings
+from paas.settings import Settings, instance_id
 
 
 def make_backend(settings: Settings) -> Backend:
@@ -12,4 +12,8 @@ def make_backend(settings: Settings) -> Backend:
         from paas.backends.local import LocalBackend
 
         return LocalBackend(settings.data_dir)
+    if settings.backend == "docker":
+        from paas.backends.docker.pods import DockerBackend
+
+        return DockerBackend(instance_id(settings.data_dir))
     raise BackendUnavailable(f"the {settings.backend!r} backend is not available in this version")

@@ -30,6 +30,11 @@ class PodStatus:
     def running(self) -> bool:
         return bool(self.containers) and all(c.state == "running" for c in self.containers)
 
+    def matches(self, spec: PodSpec) -> bool:
+        """Made from ``spec``, with each of its containers present and running."""
+        names = {c.name for c in self.containers}
+        return self.digest == spec.digest and self.running and all(c.name in names for c in spec.containers)
+
     def to_json(self) -> dict:
         return asdict(self)
 
@@ -37,8 +42,8 @@ class PodStatus:
 class Backend(Protocol):
     name: str
 
-    def apply(self, spec: PodSpec) -> None:
-        """Make the pod match ``spec``: create it, or replace it if it was made from another spec."""
+    def apply(self, spec: PodSpec) -> str | None:
+        """Make the pod match ``spec`` (create, replace or repair it); say what was done, if anything."""
 
     def remove(self, app: str) -> None:
         """Stop and delete the pod and everything it owns (volume, logs); no error if absent."""

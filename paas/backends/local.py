@@ -125,17 +125,19 @@ class LocalBackend:
 
     # Backend protocol
 
-    def apply(self, spec: PodSpec) -> None:
+    def apply(self, spec: PodSpec) -> str | None:
+        """Start the pod, or replace it if its spec changed (crashed processes restart on their own)."""
         with self._lock:
             current = self._pods.get(spec.app)
             if current is not None and current.spec.digest == spec.digest:
-                return
+                return None
         if current is not None:
             self._stop(current)
         pod = self._prepare(spec)
         with self._lock:
             self._pods[spec.app] = pod
         self._wake.set()
+        return "pod created" if current is None else "pod replaced (its spec changed)"
 
     def remove(self, app: str) -> None:
         with self._lock:

@@ -1,0 +1,311 @@
+"""The docker backend: a pod is an infra container that owns the network and PID namespaces
+(and publishes the app's port), with the git-sync and runtime containers joined to it
+(``network_mode=container:…``, ``pid_mode=container:…``) and a named volume at /workspace.
+
+Every object is labelled ``paas.app`` (and named ``paas-<app>-…``), so a restarted control
+plane adopts what already runs, and containers of apps that are no longer stored are found.
+Docker's own restart policy brings a crashed container back even while the control plane is
+down; the reconciler recreates one that was removed or killed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import queue
+import socket
+import tarfile
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+
+from docker.errors import APIError, DockerException, NotFound
+from docker.models.containers import Container as DockerContainer
+
+from paas.backends.base import ContainerStatus, PodStatus
+from paas.backends.docker import images
+from paas.errors import BackendUnavailable, PaasError
+from paas.podspec import SYNC_PORT, WORKSPACE, PodSpec
+
+INFRA = "pod"
+CONTROL_PLANE_ALIAS = "paas-control-plane"
+STATE_FILE = f"{WORKSPACE}/runtime.json"
+
+
+class BackendError(PaasError):
+    status = 502
+
+
+class DockerBackend:
+    name = "docker"
+
+    def __init__(self, instance: str) -> None:
+        self.instance = instance  # only objects labelled with it are this control plane's
+        self.client = images.connect()
+        absent = images.missing(self.client)
+        if absent:
+            tags = ", ".join(i.tag for i in absent)
+            raise BackendUnavailable(f"the pod images are missing ({tags}): run `paas images build`")
+        self._lock = threading.RLock()
+
+    # Backend protocol
+
+    def apply(self, spec: PodSpec) -> str | None:
+        with self._lock:
+            try:
+                return self._apply(spec)
+            except DockerException as e:
+                raise BackendError(
+                    f"docker could not run the pod of {spec.app}: {images._reason(e)}"
+                ) from None
+
+    def remove(self, app: str) -> None:
+        with self._lock:
+            for c in self._containers(app):
+                _quietly(c.remove, force=True)
+            for network in self.client.networks.list(filters={"label": [f"paas.app={app}", self._owner]}):
+                for attached in network.attrs.get("Containers") or {}:
+                    _quietly(network.disconnect, attached, force=True)
+                _quietly(network.remove)
+            for volume in self.client.volumes.list(filters={"label": [f"paas.app={app}", self._owner]}):
+                _quietly(volume.remove, force=True)
+
+    def pods(self) -> dict[str, PodStatus]:
+        grouped: dict[str, list[DockerContainer]] = {}
+        for c in self.client.containers.list(all=True, filters={"label": ["paas.app", self._owner]}):
+            grouped.setdefault(c.labels["paas.app"], []).append(c)
+        return {app: self._status(app, containers) for app, containers in grouped.items()}
+
+    def logs(self, app: str, follow: bool = False, tail: int = 200) -> Iterator[str]:
+        containers = [c for c in self._containers(app) if c.labels.get("paas.container") != INFRA]
+        if not follow:
+            lines = []
+            for c in containers:
+                raw = c.logs(timestamps=True, tail=tail).decode("utf-8", "replace")
+                lines += [_line(c, text) for text in raw.splitlines()]
+            yield from (text for _, text in sorted(lines, key=lambda item: item[0])[-tail:] if tail)
+            return
+        yield from _follow(containers, tail)
+
+    def sync_url(self, app: str) -> str | None:
+        try:
+            infra = self.client.containers.get(_name(app, INFRA))
+        except NotFound:
+            return None
+        address = (infra.attrs["NetworkSettings"]["Networks"].get(_name(app, "net")) or {}).get("IPAddress")
+        return f"http://{address}:{SYNC_PORT}" if address else None
+
+    def close(self) -> None:
+        """Pods keep running without the control plane; the next one adopts them."""
+        self.client.close()
+
+    # internals
+
+    def _apply(self, spec: PodSpec) -> str | None:
+        existing = {c.labels.get("paas.container"): c for c in self._containers(spec.app)}
+        if any(c.labels.get("paas.digest") != spec.digest for c in existing.values()):
+            for c in existing.values():
+                _quietly(c.remove, force=True)
+            existing, done = {}, "pod replaced (its spec changed)"
+        else:
+            done = None if existing else "pod created"
+        network = self._network(spec)
+        volume = self._volume(spec)
+        infra = existing.get(INFRA)
+        if infra is None or infra.status != "running":
+            # Joined containers live in the infra container's namespaces: a new infra means new ones.
+            for c in existing.values():
+                _quietly(c.remove, force=True)
+            if infra is not None:
+                done = done or f"pod recreated: its infra container was {infra.status}"
+            infra = self._run_infra(spec, network, _restarts(infra))
+            existing = {}
+            self._join_control_plane(network)
+        for container in spec.containers:
+            current = existing.get(container.name)
+            if current is not None and current.status in ("running", "restarting"):
+                continue
+            if current is not None:
+                done = done or f"{container.name} was {current.status}: recreated"
+                _quietly(current.remove, force=True)
+            else:
+                done = done or f"started {container.name}"
+            self.client.containers.run(
+                container.image,
+                command=list(container.command[1:]),
+                environment=container.env,
+                name=_name(spec.app, container.name),
+                labels=self._labels(spec, container.name, _restarts(current)),
+                network_mode=f"container:{infra.id}",
+                pid_mode=f"container:{infra.id}",
+                volumes={volume: {"bind": WORKSPACE, "mode": "rw"}},
+                restart_policy={"Name": "unless-stopped"},
+                detach=True,
+                **_limits(spec, container.name),
+            )
+        return done
+
+    def _run_infra(self, spec: PodSpec, network: str, restarts: int) -> DockerContainer:
+        name = _name(spec.app, INFRA)
+        try:
+            self.client.containers.get(name).remove(force=True)
+        except NotFound:
+            pass
+        image = spec.container("git-sync").image
+        return self.client.containers.run(
+            image,
+            entrypoint=["sleep", "infinity"],
+            name=name,
+            hostname=spec.app,
+            init=True,
+            labels=self._labels(spec, INFRA, restarts),
+            network=network,
+            ports={f"{spec.port}/tcp": spec.port},
+            extra_hosts={"host.docker.internal": "host-gateway"},
+            restart_policy={"Name": "unless-stopped"},
+            detach=True,
+        )
+
+    def _network(self, spec: PodSpec) -> str:
+        name = _name(spec.app, "net")
+        if not self.client.networks.list(names=[name]):
+            self.client.networks.create(name, driver="bridge", labels=self._labels(spec))
+        return name
+
+    def _volume(self, spec: PodSpec) -> str:
+        name = _name(spec.app, "workspace")
+        try:
+            self.client.volumes.get(name)
+        except NotFound:
+            self.client.volumes.create(name, labels=self._labels(spec))
+        return name
+
+    def _join_control_plane(self, network: str) -> None:
+        """A control plane that runs in a container joins each pod's network to reach /sync."""
+        if not os.path.exists("/.dockerenv"):
+            return
+        try:
+            me = self.client.containers.get(socket.gethostname())
+            self.client.networks.get(network).connect(me, aliases=[CONTROL_PLANE_ALIAS])
+        except (NotFound, APIError):
+            pass
+
+    @property
+    def _owner(self) -> str:
+        return f"paas.instance={self.instance}"
+
+    def _labels(self, spec: PodSpec, container: str | None = None, restarts: int = 0) -> dict[str, str]:
+        labels = spec.labels | {"paas.instance": self.instance}
+        if container is not None:
+            labels |= {
+                "paas.pod": spec.app,
+                "paas.container": container,
+                "paas.digest": spec.digest,
+                "paas.restarts": str(restarts),
+            }
+        return labels
+
+    def _containers(self, app: str) -> list[DockerContainer]:
+        return self.client.containers.list(all=True, filters={"label": [f"paas.app={app}", self._owner]})
+
+    def _status(self, app: str, containers: list[DockerContainer]) -> PodStatus:
+        digests = {c.labels.get("paas.digest", "") for c in containers}
+        statuses = []
+        runtime: dict = {}
+        for c in sorted(containers, key=lambda c: c.labels.get("paas.container", "")):
+            name = c.labels.get("paas.container", c.name)
+            state = c.attrs.get("State", {})
+            statuses.append(
+                ContainerStatus(
+                    name=name,
+                    state="running" if c.status == "running" else c.status,
+                    restarts=_restart_count(c),
+                    started=_timestamp(state.get("StartedAt")),
+                    image=c.attrs["Config"]["Image"],
+                    id=c.short_id,
+                )
+            )
+            if name == "runtime":
+                runtime = _read_state(c)
+        return PodStatus(app, digests.pop() if len(digests) == 1 else "", statuses, runtime)
+
+
+def _name(app: str, part: str) -> str:
+    return f"paas-{app}-{part}"
+
+
+def _restart_count(container: DockerContainer) -> int:
+    """Restarts so far: recreations (carried over in a label) plus Docker's own restarts."""
+    return int(container.labels.get("paas.restarts", "0")) + int(container.attrs.get("RestartCount", 0))
+
+
+def _restarts(replaced: DockerContainer | None) -> int:
+    """The restart count of a container created to replace ``replaced`` (0 for a first one)."""
+    return 0 if replaced is None else _restart_count(replaced) + 1
+
+
+def _limits(spec: PodSpec, container: str) -> dict:
+    if container != "runtime" or spec.resources is None:
+        return {}
+    limits = {}
+    if spec.resources.memory:
+        limits["mem_limit"] = spec.resources.memory
+    if spec.resources.cpus:
+        limits["nano_cpus"] = int(spec.resources.cpus * 1e9)
+    return limits
+
+
+def _read_state(container: DockerContainer) -> dict:
+    try:
+        stream, _ = container.get_archive(STATE_FILE)
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.getmembers()[0]
+            return json.loads(tar.extractfile(member).read())  # type: ignore[union-attr]
+    except (DockerException, tarfile.TarError, ValueError, IndexError, AttributeError):
+        return {}
+
+
+def _timestamp(value: str | None) -> float | None:
+    if not value or value.startswith("0001"):
+        return None
+    return datetime.fromisoformat(value[:26].rstrip("Z") + "+00:00").timestamp()
+
+
+def _line(container: DockerContainer, raw: str) -> tuple[str, str]:
+    stamp, _, text = raw.partition(" ")
+    return stamp, f"{container.labels.get('paas.container', container.name)} | {text}"
+
+
+def _follow(containers: list[DockerContainer], tail: int) -> Iterator[str]:
+    lines: queue.Queue[str | None] = queue.Queue(maxsize=10_000)
+
+    def pump(c: DockerContainer) -> None:
+        try:
+            pending = b""
+            for chunk in c.logs(stream=True, follow=True, timestamps=True, tail=tail):
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for raw in complete:
+                    lines.put(_line(c, raw.decode("utf-8", "replace"))[1])
+        except DockerException:
+            pass
+        finally:
+            lines.put(None)
+
+    for c in containers:
+        threading.Thread(target=pump, args=(c,), daemon=True).start()
+    open_streams = len(containers)
+    while open_streams:
+        item = lines.get()
+        if item is None:
+            open_streams -= 1
+        else:
+            yield item
+
+
+def _quietly(action, *args, **kwargs) -> None:
+    try:
+        action(*args, **kwargs)
+    except NotFound:
+        pass

@@ -1,0 +1,101 @@
+"""Pods on the real Docker engine: shared namespaces and volume, self-healing, adoption, cleanup."""
+
+from __future__ import annotations
+
+import docker
+import pytest
+
+from helpers import SAMPLES, commit_change, get_text, sample_repo, wait_for
+from paas.backends.docker import images
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+APP = "hello-docker"
+
+
+@pytest.fixture(scope="module")
+def client():
+    c = docker.from_env()
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def deployed(docker_control_plane, tmp_path_factory):
+    cp = docker_control_plane
+    repo = sample_repo("hello-flask", tmp_path_factory.mktemp("src") / APP)
+    manifest = (SAMPLES / "hello-flask" / "paas.yaml").read_text().replace("name: hello-flask", f"name: {APP}")
+    app = cp.create(manifest + "resources: {memory: 256m, cpus: 0.5}\n")
+    cp.push(repo, APP)
+    wait_for(lambda: "Hello from paas!" in (get_text(app["url"]) or ""), 240, 0.2, "first deploy on docker")
+    return cp, repo, app["url"]
+
+
+def containers(client, app: str = APP) -> dict[str, docker.models.containers.Container]:
+    found = client.containers.list(all=True, filters={"label": f"paas.app={app}"})
+    return {c.labels["paas.container"]: c for c in found}
+
+
+def test_pod_shares_namespaces_and_volume(deployed, client):
+    cp, repo, url = deployed
+    pod = containers(client)
+    assert set(pod) == {"pod", "git-sync", "runtime"}
+    infra = pod["pod"]
+    for name in ("git-sync", "runtime"):
+        host_config = pod[name].attrs["HostConfig"]
+        assert host_config["NetworkMode"] == f"container:{infra.id}"
+        assert host_config["PidMode"] == f"container:{infra.id}"
+        mounts = {m["Destination"]: m["Name"] for m in pod[name].attrs["Mounts"]}
+        assert mounts == {"/workspace": f"paas-{APP}-workspace"}
+        assert pod[name].name == f"paas-{APP}-{name}"
+        assert pod[name].labels["paas.pod"] == APP
+    runtime = pod["runtime"].attrs["HostConfig"]
+    assert runtime["Memory"] == 256 * 1024 * 1024 and runtime["NanoCpus"] == 500_000_000
+    # One PID namespace: the runtime sees git-sync's process.
+    ps = pod["runtime"].exec_run(["sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"]).output.decode()
+    assert "git-sync" in ps and "paas-runtime" in ps
+    # A push is served through the infra container's published port.
+    commit_change(repo, "app.py", "from paas!", "from a docker pod!", "edit")
+    cp.push(repo, APP)
+    wait_for(lambda: "from a docker pod!" in (get_text(url) or ""), 30, 0.1, "the edit served")
+
+
+def test_killed_container_comes_back_and_status_shows_it(deployed, client):
+    cp, _, url = deployed
+    containers(client)["runtime"].kill()
+    wait_for(lambda: containers(client)["runtime"].status == "running", 10, 0.2, "runtime recreated within 10 s")
+    wait_for(lambda: get_text(url), 60, 0.2, "served again")
+    status = cp.api("GET", f"/apps/{APP}").json()
+    runtime = next(c for c in status["containers"] if c["name"] == "runtime")
+    assert runtime["restarts"] == 1 and runtime["image"] == f"paas-runtime-python:{images.__version__}"
+    assert status["revision"] and status["state"] == "running"
+
+
+def test_control_plane_restart_adopts_the_pod(deployed, client):
+    cp, _, url = deployed
+    before = {name: c.id for name, c in containers(client).items()}
+    assert cp.stop() == 0
+    assert get_text(url), "pods keep serving while the control plane is down"
+    cp.start()
+    wait_for(lambda: cp.api("GET", f"/apps/{APP}").json()["state"] == "running", 30, what="adopted pod running")
+    assert {name: c.id for name, c in containers(client).items()} == before
+    assert len(client.containers.list(all=True, filters={"label": f"paas.app={APP}"})) == 3
+
+
+def test_delete_leaves_nothing_behind(deployed, client):
+    cp, _, url = deployed
+    assert cp.api("DELETE", f"/apps/{APP}").status_code == 200
+    label = {"label": f"paas.app={APP}"}
+    assert client.containers.list(all=True, filters=label) == []
+    assert client.volumes.list(filters=label) == []
+    assert client.networks.list(filters=label) == []
+    assert get_text(url, timeout=0.5) is None
+
+
+def test_a_failed_image_build_says_why_and_tags_nothing(client, pod_images, tmp_path):
+    (tmp_path / "Dockerfile").write_text(f"FROM {images.BASE_IMAGE}\nRUN echo broken-step && exit 3\n")
+    broken = images.Image("broken-test", str(tmp_path), "Dockerfile")
+    with pytest.raises(images.ImageBuildFailed) as failure:
+        images.build(client, (broken,), offline_base=False, say=lambda _: None)
+    assert "building paas-broken-test" in failure.value.message
+    assert any("broken-step" in line for line in failure.value.details)
+    assert images.missing(client, (broken,)) == [broken]
