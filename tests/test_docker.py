@@ -45,7 +45,8 @@ def test_pod_shares_namespaces_and_volume(deployed, client):
         assert host_config["NetworkMode"] == f"container:{infra.id}"
         assert host_config["PidMode"] == f"container:{infra.id}"
         mounts = {m["Destination"]: m["Name"] for m in pod[name].attrs["Mounts"]}
-        assert mounts == {"/workspace": f"paas-{APP}-workspace"}
+        assert mounts["/workspace"] == f"paas-{APP}-workspace"
+        assert mounts["/workspace/cache"].startswith("paas-cache-")
         assert pod[name].name == f"paas-{APP}-{name}"
         assert pod[name].labels["paas.pod"] == APP
     runtime = pod["runtime"].attrs["HostConfig"]

@@ -139,7 +139,10 @@ class DockerBackend:
                 labels=self._labels(spec, container.name, _restarts(current)),
                 network_mode=f"container:{infra.id}",
                 pid_mode=f"container:{infra.id}",
-                volumes={volume: {"bind": WORKSPACE, "mode": "rw"}},
+                volumes={
+                    volume: {"bind": WORKSPACE, "mode": "rw"},
+                    self._cache_volume(): {"bind": f"{WORKSPACE}/cache", "mode": "rw"},
+                },
                 restart_policy={"Name": "unless-stopped"},
                 detach=True,
                 **_limits(spec, container.name),
@@ -179,6 +182,15 @@ class DockerBackend:
             self.client.volumes.get(name)
         except NotFound:
             self.client.volumes.create(name, labels=self._labels(spec))
+        return name
+
+    def _cache_volume(self) -> str:
+        """Dependency caches shared by every pod of this control plane (kept when apps go)."""
+        name = f"paas-cache-{self.instance}"
+        try:
+            self.client.volumes.get(name)
+        except NotFound:
+            self.client.volumes.create(name, labels={"paas.instance": self.instance, "paas.cache": "1"})
         return name
 
     def _join_control_plane(self, network: str) -> None:
