@@ -62,14 +62,18 @@ class DockerBackend:
 
     def remove(self, app: str) -> None:
         with self._lock:
-            for c in self._containers(app):
-                _quietly(c.remove, force=True)
-            for network in self.client.networks.list(filters={"label": [f"paas.app={app}", self._owner]}):
-                for attached in network.attrs.get("Containers") or {}:
-                    _quietly(network.disconnect, attached, force=True)
-                _quietly(network.remove)
-            for volume in self.client.volumes.list(filters={"label": [f"paas.app={app}", self._owner]}):
-                _quietly(volume.remove, force=True)
+            try:
+                for c in self._containers(app):
+                    _quietly(c.remove, force=True)
+                for network in self.client.networks.list(filters={"label": [f"paas.app={app}", self._owner]}):
+                    network.reload()  # a listed network doesn't say which containers are attached
+                    for attached in network.attrs.get("Containers") or {}:
+                        _quietly(network.disconnect, attached, force=True)
+                    _quietly(network.remove)
+                for volume in self.client.volumes.list(filters={"label": [f"paas.app={app}", self._owner]}):
+                    _quietly(volume.remove, force=True)
+            except DockerException as e:
+                raise BackendError(f"docker could not remove the pod of {app}: {images._reason(e)}") from None
 
     def pods(self) -> dict[str, PodStatus]:
         grouped: dict[str, list[DockerContainer]] = {}
