@@ -97,6 +97,8 @@ def docker_control_plane(tmp_path_factory: pytest.TempPathFactory, pod_images) -
         cp.api("DELETE", f"/apps/{app}")
     cp.stop()
     client = docker.from_env()
-    for app in apps:
-        for c in client.containers.list(all=True, filters={"label": f"paas.app={app}"}):
-            c.remove(force=True)
+    instance = {"label": f"paas.instance={(cp.data_dir / 'instance').read_text().strip()}"}
+    for c in client.containers.list(all=True, filters=instance):
+        c.remove(force=True)
+    for volume in client.volumes.list(filters=instance):
+        volume.remove(force=True)  # the shared dependency cache outlives apps, not the test
