@@ -71,6 +71,30 @@ def test_killed_container_comes_back_and_status_shows_it(deployed, client):
     assert status["revision"] and status["state"] == "running"
 
 
+def test_logs_come_from_the_containers(deployed):
+    cp, _, _ = deployed
+    text = cp.api("GET", f"/apps/{APP}/logs", params={"tail": 300}).text
+    assert "git-sync | " in text and "runtime | " in text and "serving after" in text
+    assert cp.token not in text
+
+
+def test_containers_of_apps_no_longer_stored_are_removed(deployed, client):
+    cp, _, _ = deployed
+    instance = (cp.data_dir / "instance").read_text().strip()
+    stray = client.containers.run(
+        images.BASE_IMAGE, ["sleep", "300"], detach=True, name="paas-ghost-runtime",
+        labels={"paas.app": "ghost", "paas.instance": instance, "paas.container": "runtime"},
+    )
+    try:
+        wait_for(lambda: not client.containers.list(all=True, filters={"label": "paas.app=ghost"}), 15,
+                 what="the stray container removed by the reconciler")
+    finally:
+        try:
+            stray.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+
 def test_control_plane_restart_adopts_the_pod(deployed, client):
     cp, _, url = deployed
     before = {name: c.id for name, c in containers(client).items()}
