@@ -190,6 +190,20 @@ def delete(ctx: Context, name: str) -> None:
     ctx.emit(result, f"deleted {name}")
 
 
+@cli.command()
+@click.argument("name")
+@click.argument("revision", required=False)
+@pass_ctx
+def rollback(ctx: Context, name: str, revision: str | None) -> None:
+    """Serve an earlier release again (default: the one before the current); REVISION is a
+    release number (v3) or a commit hash."""
+    release = ctx.client.rollback(check_app_name(name), revision)
+    ctx.emit(
+        release,
+        f"{name}: v{release['number']} rolls back to {release['revision'][:12]} ({release['message']})",
+    )
+
+
 @cli.group()
 def images() -> None:
     """Pod images for the docker backend."""

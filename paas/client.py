@@ -85,6 +85,10 @@ class Client:
     def releases(self, name: str) -> list[dict]:
         return self.request("GET", f"/apps/{name}/releases").json()["releases"]
 
+    def rollback(self, name: str, revision: str | None = None) -> dict:
+        body = {} if revision is None else {"revision": revision}
+        return self.request("POST", f"/apps/{name}/rollback", json=body).json()
+
     def logs(self, name: str, follow: bool = False, tail: int = 200) -> Iterator[str]:
         params = {"follow": int(follow), "tail": tail}
         response = self.request(

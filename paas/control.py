@@ -11,13 +11,13 @@ import requests
 
 from paas import manifest as manifest_mod
 from paas.backends.base import Backend, PodStatus
-from paas.errors import PaasError, PortInUse
+from paas.errors import InvalidInput, PaasError, PortInUse, RevisionNotFound
 from paas.manifest import Manifest
 from paas.names import check_app_name
 from paas.reconciler import Reconciler
 from paas.repos import Repos
 from paas.settings import Settings
-from paas.store import Release, Store
+from paas.store import LIVE, SUPERSEDED, Release, Store
 
 log = logging.getLogger("paas")
 APP_PORTS = range(10000, 20000)
@@ -33,6 +33,7 @@ class ControlPlane:
         self.reconciler = Reconciler(self.store, backend, settings.pod_url, settings.reconcile_interval)
 
     def start(self) -> None:
+        self.ensure_deploy_refs()
         self.reconciler.start()
 
     def close(self) -> None:
@@ -101,10 +102,54 @@ class ControlPlane:
         head = self.repos.head(name, app.manifest.source.ref)
         if head is None or head == before:
             return None
+        self.repos.deploy(name, head)
         release = self.store.add_release(name, head, message=self.repos.subject(name, head))
         self.store.add_event(name, "deploy", f"push stored v{release.number} ({head[:12]})")
         self.sync_now(name)
         return release
+
+    def rollback(self, name: str, target: str | None = None) -> Release:
+        """Serve an earlier revision that served before, as a new release (zero downtime: the
+        runtime switches to it like to any new revision); a later push moves forward again."""
+        app = self.store.get_app(check_app_name(name))
+        if not app.manifest.hosted:
+            raise InvalidInput(
+                f"{name} syncs {app.manifest.source.repo}: roll back by moving {app.manifest.source.ref} there"
+            )
+        releases = self.store.releases(name)
+        current = self.repos.deployed(name)
+        served = [r for r in releases if r.status in (LIVE, SUPERSEDED)]
+        if target is None:
+            earlier = [r for r in served if r.revision != current]
+            if not earlier:
+                raise InvalidInput(f"{name} has no earlier release that served to roll back to")
+            chosen = earlier[0]
+        else:
+            chosen = _find_release(releases, target)
+            if chosen.status not in (LIVE, SUPERSEDED):
+                raise InvalidInput(
+                    f"release v{chosen.number} of {name} never served ({chosen.status}); pick one that did"
+                )
+            if chosen.revision == current:
+                raise InvalidInput(f"release v{chosen.number} of {name} is what is deployed already")
+        with self.reconciler.lock:
+            self.repos.deploy(name, chosen.revision)
+            release = self.store.add_release(
+                name, chosen.revision, message=f"rollback to v{chosen.number}: {chosen.message}"
+            )
+        self.store.add_event(
+            name, "deploy", f"rollback: v{release.number} serves v{chosen.number} ({chosen.revision[:12]})"
+        )
+        self.sync_now(name)
+        return release
+
+    def ensure_deploy_refs(self) -> None:
+        """Repos made before deploy refs existed deploy their branch's head."""
+        for app in self.store.list_apps():
+            if app.manifest.hosted and self.repos.deployed(app.name) is None:
+                head = self.repos.head(app.name, app.manifest.source.ref)
+                if head:
+                    self.repos.deploy(app.name, head)
 
     def sync_now(self, name: str) -> None:
         """Tell the pod's git-sync to sync at once; its poll catches up if it can't be reached."""
@@ -136,6 +181,23 @@ class ControlPlane:
             if port not in used and _bindable(port):
                 return port
         raise PaasError("no free port left for a new app")
+
+
+def _find_release(releases: list[Release], target: str) -> Release:
+    """A release by number (``3`` or ``v3``) or by a prefix of its commit (7+ hex digits)."""
+    text = target.strip().lower()
+    number = text[1:] if text.startswith("v") else text
+    if number.isdigit():
+        found = [r for r in releases if r.number == int(number)]
+    elif len(text) >= 7 and all(c in "0123456789abcdef" for c in text):
+        found = [r for r in releases if r.revision.startswith(text)][:1]
+    else:
+        raise InvalidInput(
+            f"revision {target!r}: give a release number (v3) or a commit hash (7+ hex digits)"
+        )
+    if not found:
+        raise RevisionNotFound(f"no release {target!r}")
+    return found[0]
 
 
 def _bindable(port: int) -> bool:

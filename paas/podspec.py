@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from paas import __version__
+from paas.repos import DEPLOY_REF
 from paas.store import App
 
 WORKSPACE = "/workspace"
@@ -67,6 +68,7 @@ def build(app: App, control_plane_url: str) -> PodSpec:
     }
     if m.hosted:
         sync_env |= {
+            "GITSYNC_REF": DEPLOY_REF,
             "GITSYNC_REPO": f"{control_plane_url.rstrip('/')}/git/{app.name}.git",
             "GITSYNC_PERIOD": f"{HOSTED_POLL_SECONDS}s",
             "GITSYNC_USERNAME": "paas",

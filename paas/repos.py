@@ -1,4 +1,9 @@
-"""Hosted git repositories: one bare repo per push-to-deploy app, under the data directory."""
+"""Hosted git repositories: one bare repo per push-to-deploy app, under the data directory.
+
+A pod syncs ``DEPLOY_REF``, not the branch: a push moves it to the branch's new head, a
+rollback moves it to an earlier revision. The user's branch is never rewritten, so the
+next push after a rollback is an ordinary fast-forward that goes live again.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,9 @@ while read old new ref; do
 done
 exit $status
 """
+
+
+DEPLOY_REF = "refs/paas/deploy"
 
 
 class Repos:
@@ -51,8 +59,22 @@ class Repos:
 
     def head(self, app: str, branch: str) -> str | None:
         """The commit the deploy branch points at, or None before the first push."""
+        return self._resolve(app, f"refs/heads/{branch}")
+
+    def deployed(self, app: str) -> str | None:
+        """The commit pods are told to serve."""
+        return self._resolve(app, DEPLOY_REF)
+
+    def deploy(self, app: str, revision: str) -> None:
+        """Point the deploy ref at ``revision`` (which must be in the repo)."""
+        _git("update-ref", DEPLOY_REF, revision, cwd=self.path(app))
+
+    def has_commit(self, app: str, revision: str) -> bool:
+        return self._resolve(app, revision) == revision
+
+    def _resolve(self, app: str, ref: str) -> str | None:
         out = subprocess.run(
-            ["git", "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"],
+            ["git", "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
             cwd=self.path(app),
             capture_output=True,
             text=True,

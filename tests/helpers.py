@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -148,3 +149,36 @@ def processes_under(directory: Path) -> list[int]:
         if state != "Z" and (cwd == target or cwd.startswith(target + "/")):
             found.append(int(entry.name))
     return found
+
+
+class Load:
+    """A steady client on loopback (a new connection per request), bounded in time and count."""
+
+    def __init__(self, url: str, rate: float = 60.0, limit: float = 120.0) -> None:
+        self.url, self.interval, self.limit = url, 1.0 / rate, limit
+        self.failures: list[str] = []
+        self.bodies: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.limit
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            started = time.monotonic()
+            try:
+                response = requests.get(self.url, timeout=5, headers={"Connection": "close"})
+                if response.status_code == 200:
+                    self.bodies.append(response.text)
+                else:
+                    self.failures.append(f"HTTP {response.status_code}")
+            except requests.RequestException as e:
+                self.failures.append(type(e).__name__)
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))

@@ -174,3 +174,23 @@ def test_store_survives_a_new_control_plane(tmp_path, auth):
         assert names(second.test_client(), auth) == ["hello"]
     finally:
         second.extensions["paas"].close()
+
+
+def test_rollback_errors(client, auth):
+    assert client.post("/api/v1/apps/nope/rollback", headers=auth).status_code == 404
+    create(client, auth, MANIFEST)
+    response = client.post("/api/v1/apps/hello/rollback", headers=auth)
+    assert response.status_code == 400 and "no earlier release" in response.get_json()["error"]
+    response = client.post("/api/v1/apps/hello/rollback", headers=auth, json={"revision": "v9"})
+    assert response.status_code == 404 and response.get_json()["error"] == "no release 'v9'"
+    response = client.post("/api/v1/apps/hello/rollback", headers=auth, json={"revision": "not a rev"})
+    assert response.status_code == 400 and "release number" in response.get_json()["error"]
+    response = client.post("/api/v1/apps/hello/rollback", headers=auth, json=["v1"])
+    assert response.status_code == 400
+
+
+def test_rollback_of_a_remote_repo_app_says_how(client, auth):
+    body = {"name": "remote", "source": {"repo": "https://example.com/me/hello.git"}}
+    create(client, auth, json.dumps(body), "application/json")
+    response = client.post("/api/v1/apps/remote/rollback", headers=auth)
+    assert response.status_code == 400 and "roll back by moving main there" in response.get_json()["error"]

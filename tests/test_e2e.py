@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SAMPLES, auth_env, commit_change, get_text, git, processes_under, sample_repo, wait_for
+from helpers import (
+    SAMPLES,
+    Load,
+    auth_env,
+    commit_change,
+    get_text,
+    git,
+    processes_under,
+    sample_repo,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 APP = "hello-flask"
@@ -102,13 +112,43 @@ def test_logs_hold_every_container(deployed):
     assert cp.token not in text
 
 
+def test_rollback_serves_the_previous_release_without_a_failed_request(deployed):
+    cp, repo, url = deployed
+    with Load(url) as load:
+        wait_for(lambda: len(load.bodies) > 20, 10, what="load running")
+        response = cp.api("POST", f"/apps/{APP}/rollback")
+        assert response.status_code == 201, response.text
+        rolled = response.json()
+        assert rolled["number"] == 3 and rolled["message"].startswith("rollback to v1")
+        wait_for(lambda: "Hello from paas!" in (get_text(url) or ""), 30, 0.1, "v1 served again")
+        wait_for(lambda: releases(cp)[0]["status"] == "live", 10, what="the rollback release live")
+        served_before = len(load.bodies)
+        wait_for(lambda: len(load.bodies) > served_before + 20, 10, what="more load after the switch")
+    assert load.failures == []
+    assert [r["status"] for r in releases(cp)] == ["live", "superseded", "superseded"]
+    # A later push moves forward again (the branch was never rewritten).
+    commit_change(repo, "app.py", "from paas, edited!", "from paas, forward!", "forward")
+    cp.push(repo, APP)
+    wait_for(lambda: "from paas, forward!" in (get_text(url) or ""), 30, 0.1, "the new push served")
+    assert releases(cp)[0]["number"] == 4
+
+
+def test_rollback_to_a_named_release(deployed):
+    cp, _, url = deployed
+    response = cp.api("POST", f"/apps/{APP}/rollback", json={"revision": "v2"})
+    assert response.status_code == 201, response.text
+    wait_for(lambda: "from paas, edited!" in (get_text(url) or ""), 30, 0.1, "v2 served again")
+    again = cp.api("POST", f"/apps/{APP}/rollback", json={"revision": "v2"})
+    assert again.status_code == 400 and "deployed already" in again.json()["error"]
+
+
 def test_a_killed_process_comes_back(deployed):
     cp, _, url = deployed
     runtime = next(c for c in status(cp)["containers"] if c["name"] == "runtime")
     os.killpg(int(runtime["id"]), signal.SIGKILL)
     wait_for(lambda: next(c for c in status(cp)["containers"] if c["name"] == "runtime")["restarts"] == 1,
              15, what="runtime restarted")
-    wait_for(lambda: "edited" in (get_text(url) or ""), 60, 0.2, "served again after the restart")
+    wait_for(lambda: get_text(url), 60, 0.2, "served again after the restart")
     wait_for(lambda: any("runtime exited and was restarted" in e["message"] for e in status(cp)["events"]),
              10, what="restart recorded as an event")
 
@@ -119,8 +159,8 @@ def test_control_plane_restart_brings_the_app_back(deployed):
     assert not processes_under(cp.data_dir / "pods")
     assert get_text(url, timeout=0.5) is None
     cp.start()
-    wait_for(lambda: "edited" in (get_text(url) or ""), 60, 0.2, "served after the control plane restarted")
-    assert len(releases(cp)) == 2
+    wait_for(lambda: "from paas, edited!" in (get_text(url) or ""), 60, 0.2, "served after the restart")
+    assert len(releases(cp)) == 5
 
 
 def test_delete_stops_every_process(deployed):

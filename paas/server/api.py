@@ -60,6 +60,18 @@ def releases(name: str):
     return jsonify({"releases": [r.to_json() for r in _control().releases(name)]})
 
 
+@bp.post("/apps/<name>/rollback")
+def rollback(name: str):
+    body = request.get_json(silent=True) if request.data else {}
+    if not isinstance(body, dict):
+        raise InvalidInput('send JSON like {"revision": "v3"}, or no body for the previous release')
+    target = body.get("revision")
+    if target is not None and not isinstance(target, str | int):
+        raise InvalidInput("revision must be a release number (3 or v3) or a commit hash")
+    release = _control().rollback(name, None if target is None else str(target))
+    return jsonify(release.to_json()), 201
+
+
 @bp.get("/apps/<name>/logs")
 def logs(name: str):
     follow = request.args.get("follow", "0").lower() in ("1", "true", "yes")
