@@ -65,6 +65,8 @@ def build(app: App, control_plane_url: str) -> PodSpec:
         "GITSYNC_DEPTH": "1",
         "GITSYNC_MAX_FAILURES": "-1",
         "GITSYNC_HTTP_BIND": f"0.0.0.0:{SYNC_PORT}",
+        # The runtime drains the old version from its worktree after a switch: keep it a while.
+        "GITSYNC_STALE_WORKTREE_TIMEOUT": "60s",
     }
     if m.hosted:
         sync_env |= {
@@ -86,7 +88,8 @@ def build(app: App, control_plane_url: str) -> PodSpec:
         "PAAS_CACHE_DIR": f"{WORKSPACE}/cache",
         "PAAS_STATE_FILE": f"{WORKSPACE}/runtime.json",
     }
-    runtime = m.runtime or "python"
+    # The node image is a superset (python, node, static): it serves apps whose runtime is detected.
+    runtime = m.runtime or "node"
     return PodSpec(
         app=app.name,
         port=app.port,

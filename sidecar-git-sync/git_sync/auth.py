@@ -1,16 +1,20 @@
-"""Credentials for git over HTTP, kept out of URLs, argv and logs.
+"""Credentials for git, kept out of URLs, argv and logs.
 
-git gets the secret from a credential helper defined in its environment
-(GIT_CONFIG_COUNT/KEY/VALUE) that prints environment variables with the shell's
-builtin `printf`: the password is in no command line (so not in
-/proc/<pid>/cmdline of any child) and in no file.
+Over HTTP, git gets the secret from a credential helper defined in its
+environment (GIT_CONFIG_COUNT/KEY/VALUE) that prints environment variables
+with the shell's builtin `printf`: the password is in no command line (so not
+in /proc/<pid>/cmdline of any child) and in no file. Over SSH, git runs the
+`ssh` command built by `ssh_command` with the configured keys.
 """
 
+import os
 import re
-from collections.abc import Mapping
+import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from git_sync import gitconfig
 from git_sync.errors import SyncError
 
 _USERNAME_VAR = "_GITSYNC_CRED_USERNAME"
@@ -56,7 +60,7 @@ class Credentials:
         is picked up without a restart.
         """
         parts = urlsplit(self.repo)
-        env = _config_env(environ, [
+        env = gitconfig.extend(environ, [
             ("credential.helper", ""),  # forget the user's helpers: ours alone answers
             ("credential.helper", _HELPER),
         ])
@@ -76,21 +80,45 @@ class Credentials:
                                   f"{self.password_file}") from None
 
 
-def _config_env(environ: Mapping[str, str], config: list[tuple[str, str]]) -> dict[str, str]:
-    """`git -c key=value` as environment variables, after any the caller already set."""
-    start = int(environ.get("GIT_CONFIG_COUNT", "0") or "0")
-    env = {"GIT_CONFIG_COUNT": str(start + len(config))}
-    for i, (key, value) in enumerate(config, start):
-        env[f"GIT_CONFIG_KEY_{i}"] = key
-        env[f"GIT_CONFIG_VALUE_{i}"] = value
-    return env
-
-
 def scrub_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """The environment for git children: no secrets of ours, nothing that redirects git."""
-    hidden = {"GITSYNC_PASSWORD", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE",
+    hidden = {"GITSYNC_PASSWORD", "GIT_SYNC_PASSWORD", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE",
               "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR",
               "GIT_NAMESPACE"}
     env = {k: v for k, v in environ.items() if k not in hidden}
     env["GIT_TERMINAL_PROMPT"] = "0"  # fail with a message rather than wait for a terminal
     return env
+
+
+class SSHConfigError(SyncError):
+    """A key or known_hosts file needed for git over SSH is missing."""
+
+
+def ssh_command(
+    key_files: Sequence[str],
+    known_hosts: bool,
+    known_hosts_file: str,
+    required: bool,
+    default_key_files: Sequence[str] = (),
+) -> str:
+    """The `GIT_SSH_COMMAND` upstream builds: its host-key checking and `-i` per key.
+
+    With `required` (--repo is an SSH URL) a missing file is an error, except a
+    default key that was never asked for; otherwise missing keys are left out.
+    """
+    keys = []
+    for path in key_files:
+        if os.access(path, os.R_OK):
+            keys.append(path)
+        elif required and path not in default_key_files:
+            raise SSHConfigError(f"can't access SSH key file {path}")
+    if known_hosts:
+        if required and not os.access(known_hosts_file, os.R_OK):
+            raise SSHConfigError(f"can't access SSH known_hosts file {known_hosts_file} "
+                                 "(or set --ssh-known-hosts=false)")
+        args = ["ssh", "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts_file}"]
+    else:
+        args = ["ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+    for key in keys:
+        args += ["-i", key]
+    return shlex.join(args)

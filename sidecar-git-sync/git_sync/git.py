@@ -22,6 +22,11 @@ class Git:
         self._running: set[subprocess.Popen[str]] = set()
         self._closed = False
 
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment every git command gets (before per-command additions)."""
+        return dict(self._env)
+
     def __call__(
         self,
         *args: str,

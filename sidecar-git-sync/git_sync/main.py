@@ -5,68 +5,121 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from git_sync import logs, options, server
-from git_sync.auth import Credentials, redact, scrub_environment
+from git_sync import gitconfig, logs, options, server
+from git_sync.auth import Credentials, SSHConfigError, redact, scrub_environment, ssh_command
 from git_sync.errors import SyncError
 from git_sync.git import Git
+from git_sync.hooks import Exechook, HookRunner, Webhook
 from git_sync.logs import LOG
 from git_sync.metrics import Metrics
+from git_sync.passwd import add_user
 from git_sync.repo import Repo
 from git_sync.syncer import Syncer
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run git-sync; the return value is the process's exit code."""
+    warnings: list[str] = []
     try:
-        opts = options.parse(sys.argv[1:] if argv is None else argv, os.environ)
+        opts = options.parse(sys.argv[1:] if argv is None else argv, os.environ, warnings)
     except options.EarlyExit:
         return 0
     except options.ConfigError as e:
         print(f"git-sync: error: {e}", file=sys.stderr)
         return 1
-    logs.setup(opts.verbose)
+    root = Path(opts.root).absolute()
+    logs.setup(opts.verbose, root / opts.error_file if opts.error_file else None)
+    for warning in warnings:
+        LOG.warning(warning)
     return run(opts)
 
 
 def run(opts: options.Options) -> int:
-    done = _Wakeup()  # before anything slow, so an early signal is not lost
+    # Before anything slow, so an early signal is not lost.
+    sync_signal = options.parse_signal(opts.sync_on_signal) if opts.sync_on_signal else None
+    done = _Wakeup(sync_signal)
+    os.umask(0o002 if opts.group_write else 0o022)
+    if opts.add_user:
+        try:
+            if add_user():
+                LOG.info("added uid %d to /etc/passwd", os.getuid())
+        except OSError as e:
+            logs.error("can't add user to /etc/passwd", e.strerror)
+            return 1
     try:
         root = Path(opts.root).absolute()
         root.mkdir(parents=True, exist_ok=True)
         root = root.resolve()  # as upstream: later paths never depend on symlinks in ROOT
     except OSError as e:
-        LOG.error("can't create --root %s: %s", opts.root, e.strerror)
+        logs.error(f"can't create --root {opts.root}", e.strerror)
+        return 1
+    try:
+        env = _git_environment(opts)
+    except SSHConfigError as e:
+        logs.error("can't set up git over SSH", e)
         return 1
     metrics = Metrics()
-    git = Git(opts.git, root, scrub_environment(os.environ))
+    git = Git(opts.git, root, env)
     credentials = (
         Credentials(opts.repo, opts.username, opts.password, opts.password_file)
         if opts.username else None
     )
     repo = Repo(git, root, root / opts.link, opts.repo, opts.ref, opts.depth,
-                credentials, opts.git_gc, on_fetch=metrics.fetched)
+                credentials, opts.git_gc, on_fetch=metrics.fetched,
+                submodules=opts.submodules, stale_timeout=opts.stale_worktree_timeout)
+    hooks = _hooks(opts, repo, metrics.hook_done)
     syncer = Syncer(repo, metrics, ref=opts.ref, period=opts.period,
-                    sync_timeout=opts.sync_timeout, max_failures=opts.max_failures,
-                    one_time=opts.one_time)
+                    init_period=opts.init_period, sync_timeout=opts.sync_timeout,
+                    max_failures=opts.max_failures, init_max_failures=opts.init_max_failures,
+                    one_time=opts.one_time, hooks=hooks,
+                    touch_file=root / opts.touch_file if opts.touch_file else None)
+    done.on_sync_signal = syncer.trigger
     LOG.info("starting: repo %s, ref %s, root %s, link %s",
              redact(opts.repo), opts.ref, root, repo.link)
     try:
         repo.init(time.monotonic() + opts.sync_timeout)
     except (SyncError, OSError) as e:
-        LOG.error("can't initialise the repository in %s: %s", root, e)
+        logs.error(f"can't initialise the repository in {root}", e)
         return 1
     if opts.http_bind:
         try:
             server.serve(opts.http_bind, syncer, metrics if opts.http_metrics else None)
         except (OSError, ValueError) as e:
-            LOG.error("can't serve HTTP on %s: %s", opts.http_bind, e)
+            logs.error(f"can't serve HTTP on {opts.http_bind}", e)
             return 1
         LOG.info("serving HTTP on %s", opts.http_bind)
+    for hook in hooks:
+        hook.start()
     return _run_until_done(syncer, git, done)
+
+
+def _git_environment(opts: options.Options) -> dict[str, str]:
+    """What every git child gets: our environment minus secrets, private config, ssh."""
+    env = scrub_environment(os.environ)
+    env.update(gitconfig.environment([*gitconfig.DEFAULTS, *gitconfig.parse(opts.git_config)]))
+    env["GIT_SSH_COMMAND"] = ssh_command(
+        opts.ssh_key_file, opts.ssh_known_hosts, opts.ssh_known_hosts_file,
+        required=options.is_ssh_url(opts.repo), default_key_files=[options.DEFAULT_SSH_KEY_FILE],
+    )
+    return env
+
+
+def _hooks(opts: options.Options, repo: Repo,
+           on_done: Callable[[str, str], None]) -> list[HookRunner]:
+    hooks = []
+    if opts.webhook_url:
+        webhook = Webhook(opts.webhook_url, opts.webhook_method, opts.webhook_success_status,
+                          opts.webhook_timeout)
+        hooks.append(HookRunner(webhook, opts.webhook_backoff, on_done))
+    if opts.exechook_command:
+        exechook = Exechook(opts.exechook_command, repo.worktree, opts.exechook_timeout,
+                            os.environ)
+        hooks.append(HookRunner(exechook, opts.exechook_backoff, on_done))
+    return hooks
 
 
 class _Wakeup:
@@ -75,24 +128,36 @@ class _Wakeup:
     Python runs signal handlers in the main thread only, and a main thread
     blocked on a lock never notices a signal the kernel gave to another thread;
     a read on the signal wakeup fd (which any thread's signal writes to) does.
+    The --sync-on-signal signal writes there too; it only triggers a sync.
     """
 
-    def __init__(self) -> None:
+    _DONE = 0
+
+    def __init__(self, sync_signal: signal.Signals | None) -> None:
+        self.on_sync_signal: Callable[[], None] | None = None
         self._read, self._write = os.pipe()
         os.set_blocking(self._write, False)
-        signal.set_wakeup_fd(self._write)
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+        signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self._on_exit_signal)
+        signal.signal(signal.SIGINT, self._on_exit_signal)
+        if sync_signal is not None and sync_signal not in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sync_signal, self._on_sync_signal)
 
     def set(self) -> None:
-        os.write(self._write, b"\0")
+        os.write(self._write, bytes([self._DONE]))
 
     def wait(self) -> None:
-        os.read(self._read, 1)
+        while os.read(self._read, 1)[0] not in (self._DONE, signal.SIGTERM, signal.SIGINT):
+            pass  # the sync signal: its handler has run already
 
     @staticmethod
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    def _on_exit_signal(signum: int, _frame: FrameType | None) -> None:
         LOG.info("received %s, exiting", signal.Signals(signum).name)
+
+    def _on_sync_signal(self, signum: int, _frame: FrameType | None) -> None:
+        LOG.info("received %s, syncing", signal.Signals(signum).name)
+        if self.on_sync_signal is not None:
+            self.on_sync_signal()
 
 
 def _run_until_done(syncer: Syncer, git: Git, done: _Wakeup) -> int:

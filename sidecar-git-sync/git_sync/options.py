@@ -5,20 +5,28 @@ Each option is one field of `Options`: the field name gives the flag
 (`GITSYNC_SYNC_TIMEOUT`), its annotation the value type. Adding an upstream
 flag is one line here plus the code that uses it. A flag on the command line
 wins over its environment variable, which wins over the default.
+
+v3 spellings are still read, with a warning, as upstream reads them: the
+`GIT_SYNC_*` variables, and `--branch`, `--rev`, `--dest`, `--wait`,
+`--timeout`, `--max-sync-failures`, `--sync-hook-command`, `--ssh`, `--v`.
 """
 
 import argparse
 import dataclasses
 import re
+import signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from git_sync import __version__
+from git_sync import __version__, gitconfig
 
 ENV_PREFIX = "GITSYNC_"
+LEGACY_ENV_PREFIX = "GIT_SYNC_"
 GC_MODES = ("auto", "always", "aggressive", "off")
+SUBMODULE_MODES = ("recursive", "shallow", "off")
+DEFAULT_SSH_KEY_FILE = "/etc/git-secret/ssh"
 
 
 class ConfigError(Exception):
@@ -26,7 +34,7 @@ class ConfigError(Exception):
 
 
 class EarlyExit(Exception):
-    """`--help` or `--version` has printed its answer; exit 0."""
+    """`--help`, `--man` or `--version` has printed its answer; exit 0."""
 
 
 # Go's strconv.ParseBool, which upstream uses for flags and environment alike.
@@ -61,50 +69,169 @@ def parse_duration(text: str) -> float:
 
 
 def parse_int(text: str) -> int:
+    """An integer as Go's strconv.ParseInt(s, 0, 0) reads it: 0x1f, 0o17, 0b1 and 0775 too."""
+    digits = text.lstrip("+-")
     try:
-        return int(text)
+        if len(digits) > 1 and digits[0] == "0" and digits[1].isdigit():
+            return int(text.replace(digits, "0o" + digits[1:], 1), 0)
+        return int(text, 0)
     except ValueError:
         raise ValueError(f"invalid integer {text!r}") from None
 
 
-_PARSERS: dict[Any, Callable[[str], Any]] = {str: str, int: parse_int, bool: parse_bool}
-_METAVARS = {str: "STRING", int: "INT", bool: "BOOL", float: "DURATION"}
+def parse_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"invalid number {text!r}") from None
+
+
+def parse_signal(text: str) -> signal.Signals:
+    """A signal by number (`1`), name (`SIGHUP`) or short name (`HUP`), as upstream."""
+    try:
+        return signal.Signals(parse_int(text))
+    except ValueError:
+        pass
+    name = text.upper()
+    for candidate in (name, "SIG" + name):
+        if candidate in signal.Signals.__members__:
+            return signal.Signals[candidate]
+    raise ValueError(f"invalid signal {text!r} (want a name such as SIGHUP, or a number)")
+
+
+def parse_path_list(text: str) -> list[str]:
+    """A `PATH`-like list: how upstream reads a repeatable flag from the environment."""
+    return [part for part in text.split(":") if part]
+
+
+_PARSERS: dict[Any, Callable[[str], Any]] = {str: str, int: parse_int, bool: parse_bool,
+                                             float: parse_float}
+_METAVARS = {str: "STRING", int: "INT", bool: "BOOL", float: "DURATION", list[str]: "STRING"}
 
 
 def flag(default: Any, help: str, **meta: Any) -> Any:
-    """Declare an option. `meta`: parse, shown (default as written), short, env_only, const."""
+    """Declare an option.
+
+    `meta`: parse (text -> value), shown (the default as written), short (one-letter
+    alias), env_only, const (value of the bare flag), choices, legacy_env (older
+    variable names; default `GIT_SYNC_<NAME>`, none for options new in v4),
+    deprecated (the advice printed when a v3 flag is used).
+    """
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default),
+                                 metadata={"help": help, "shown": ":".join(default), **meta})
     return dataclasses.field(default=default, metadata={"help": help, **meta})
 
 
-def duration(default: str, help: str) -> Any:
-    return flag(parse_duration(default), help, parse=parse_duration, shown=default)
+def duration(default: str, help: str, **meta: Any) -> Any:
+    return flag(parse_duration(default), help, parse=parse_duration, shown=default, **meta)
 
 
 @dataclass(frozen=True)
 class Options:
+    # What to sync, and where.
     repo: str = flag("", "the git repository to sync (required)")
-    ref: str = flag("HEAD", "the git revision (branch, tag, or full commit hash) to sync")
+    ref: str = flag("HEAD", "the git revision (branch, tag, annotated tag or full commit hash) "
+                            "to sync; HEAD is the remote's default branch", legacy_env=())
     root: str = flag("", "the root directory for git-sync operations, under which --link is "
                          "created (required)")
     link: str = flag("", "the symlink (absolute, or relative to --root) to the synced "
-                         "worktree; defaults to the last path element of --repo without .git")
-    period: float = duration("10s", "how long to wait between syncs, at least 10ms")
-    sync_timeout: float = duration("120s", "the total time allowed for one sync, at least 10ms")
+                         "worktree; defaults to the last path element of --repo")
     depth: int = flag(1, "fetch this many commits of history; 0 fetches all of it")
+    submodules: str = flag("recursive", "git submodule behaviour: "
+                                        + ", ".join(SUBMODULE_MODES),
+                           choices=SUBMODULE_MODES)
+    # When to sync.
+    period: float = duration("10s", "how long to wait between syncs, at least 10ms")
+    init_period: float = duration("0s", "how long to wait between attempts until the first "
+                                        "sync succeeds; 0: --period", legacy_env=())
+    sync_timeout: float = duration("120s", "the total time allowed for one sync, at least 10ms")
     max_failures: int = flag(0, "consecutive sync failures allowed before exiting non-zero; "
                                 "negative retries forever")
+    init_max_failures: int = flag(0, "consecutive failures allowed before the first sync "
+                                     "succeeds; 0: --max-failures, negative retries forever",
+                                  legacy_env=())
     one_time: bool = flag(False, "sync once, then exit 0 (or non-zero if it failed)")
-    http_bind: str = flag("", "the address (HOST:PORT or :PORT) for the HTTP endpoint; "
-                              "empty: no HTTP endpoint")
-    http_metrics: bool = flag(True, "serve Prometheus metrics at /metrics on --http-bind")
+    sync_on_signal: str = flag("", "sync at once on this signal (name such as SIGHUP, or "
+                                   "number); empty: signals don't sync")
+    stale_worktree_timeout: float = duration(
+        "0s", "how long to keep a worktree after the link moved away from it; 0 removes it "
+              "at once", legacy_env=())
+    # Telling others.
+    touch_file: str = flag("", "a file (absolute, or relative to --root) to touch whenever "
+                               "a sync publishes a commit")
+    error_file: str = flag("", "a file (absolute, or relative to --root) holding the last "
+                               "error, removed after a successful sync")
+    exechook_command: str = flag("", "a command (no arguments) to run in the new worktree, "
+                                     "with $GITSYNC_HASH set, after each new commit is "
+                                     "published; retried until it exits 0")
+    exechook_timeout: float = duration("30s", "the time allowed for one --exechook-command run")
+    exechook_backoff: float = duration("3s", "how long to wait before retrying a failed "
+                                             "--exechook-command")
+    webhook_url: str = flag("", "a URL to call, with header Gitsync-Hash, after each new "
+                                "commit is published; retried until it succeeds")
+    webhook_method: str = flag("POST", "the HTTP method of the --webhook-url call")
+    webhook_success_status: int = flag(200, "the HTTP status that means the webhook "
+                                            "succeeded; 0: fire and forget")
+    webhook_timeout: float = duration("1s", "the time allowed for one --webhook-url call")
+    webhook_backoff: float = duration("3s", "how long to wait before retrying a failed "
+                                            "--webhook-url call")
+    # Authentication.
     username: str = flag("", "the username for git HTTP authentication")
     password: str = flag("", "the password or token for git HTTP authentication", env_only=True)
     password_file: str = flag("", "a file holding the password or token for git HTTP "
                                   "authentication, read before every sync")
+    ssh_key_file: list[str] = flag(
+        [DEFAULT_SSH_KEY_FILE], "an SSH private key for git over SSH; repeat the flag for "
+                                 "more keys (the variable is a colon-separated list)",
+        parse=parse_path_list, legacy_env=("GIT_SYNC_SSH_KEY_FILE", "GIT_SSH_KEY_FILE"))
+    ssh_known_hosts: bool = flag(True, "verify SSH host keys against --ssh-known-hosts-file",
+                                 legacy_env=("GIT_SYNC_KNOWN_HOSTS", "GIT_KNOWN_HOSTS"))
+    ssh_known_hosts_file: str = flag(
+        "/etc/git-secret/known_hosts", "the known_hosts file for git over SSH",
+        legacy_env=("GIT_SYNC_SSH_KNOWN_HOSTS_FILE", "GIT_SSH_KNOWN_HOSTS_FILE"))
+    # git itself.
     git: str = flag("git", "the git command to run (subject to PATH search, mostly for testing)")
-    git_gc: str = flag("auto", "git garbage collection after a change: " + ", ".join(GC_MODES))
+    git_config: str = flag("", "extra git config, as comma-separated key:value pairs "
+                               "(quote a key holding a colon)")
+    git_gc: str = flag("auto", "git garbage collection after a change: " + ", ".join(GC_MODES),
+                       choices=GC_MODES)
+    # The process.
+    group_write: bool = flag(False, "make everything written (repository, worktrees, link) "
+                                    "group-writable")
+    add_user: bool = flag(False, "add a record for the running uid/gid to /etc/passwd "
+                                 "(for SSH under an arbitrary uid)")
+    http_bind: str = flag("", "the address (HOST:PORT or :PORT) for the HTTP endpoint; "
+                              "empty: no HTTP endpoint")
+    http_metrics: bool = flag(True, "serve Prometheus metrics at /metrics on --http-bind")
     verbose: int = flag(0, "log at this level and below: 0 events, 1 git commands, "
-                           "2 no-op syncs and HTTP requests", short="v", const=1)
+                           "2 no-op syncs, HTTP requests and hook output", short="v", const=1)
+
+
+@dataclass(frozen=True)
+class _Deprecated:
+    """A v3 flag: read, and folded into its v4 option by `_apply_deprecated`."""
+
+    name: str
+    type: Any
+    env: str
+    advice: str
+
+
+_DEPRECATED = (
+    _Deprecated("branch", str, "GIT_SYNC_BRANCH", "use --ref instead"),
+    _Deprecated("rev", str, "GIT_SYNC_REV", "use --ref instead"),
+    _Deprecated("dest", str, "GIT_SYNC_DEST", "use --link instead"),
+    _Deprecated("wait", float, "GIT_SYNC_WAIT", "use --period instead"),
+    _Deprecated("timeout", int, "GIT_SYNC_TIMEOUT", "use --sync-timeout instead"),
+    _Deprecated("max_sync_failures", int, "GIT_SYNC_MAX_SYNC_FAILURES",
+                "use --max-failures instead"),
+    _Deprecated("sync_hook_command", str, "GIT_SYNC_HOOK_COMMAND",
+                "use --exechook-command instead"),
+    _Deprecated("change_permissions", int, "GIT_SYNC_PERMISSIONS", "use --group-write instead"),
+    _Deprecated("ssh", bool, "GIT_SYNC_SSH", "SSH is used whenever --repo is an SSH URL"),
+    _Deprecated("v", int, "", "use -v or --verbose instead"),
+)
 
 
 def flag_name(field: dataclasses.Field) -> str:
@@ -113,6 +240,10 @@ def flag_name(field: dataclasses.Field) -> str:
 
 def env_name(field: dataclasses.Field) -> str:
     return ENV_PREFIX + field.name.upper()
+
+
+def legacy_env_names(field: dataclasses.Field) -> tuple[str, ...]:
+    return field.metadata.get("legacy_env", (LEGACY_ENV_PREFIX + field.name.upper(),))
 
 
 def shown_default(field: dataclasses.Field) -> str:
@@ -130,19 +261,86 @@ def describe() -> Iterator[tuple[str | None, str, str, str]]:
         yield name, env_name(field), shown_default(field), field.metadata["help"]
 
 
-def parse(argv: Sequence[str], environ: Mapping[str, str]) -> Options:
-    """Options from `argv` (flags) over `environ` (`GITSYNC_*`) over the defaults."""
+def describe_deprecated() -> Iterator[tuple[str, str, str]]:
+    """(flag, legacy env var or "", advice) for every v3 flag still accepted."""
+    for old in _DEPRECATED:
+        yield "--" + old.name.replace("_", "-"), old.env, old.advice
+
+
+def parse(argv: Sequence[str], environ: Mapping[str, str],
+          warnings: list[str] | None = None) -> Options:
+    """Options from `argv` (flags) over `environ` (`GITSYNC_*`) over the defaults.
+
+    Deprecation notices are appended to `warnings`, for the caller to log.
+    """
+    warnings = [] if warnings is None else warnings
     given = vars(_argument_parser().parse_args(argv))
     values: dict[str, Any] = {}
     for field in dataclasses.fields(Options):
         if field.name in given:
             values[field.name] = given[field.name]
-        elif environ.get(env_name(field)):
-            try:
-                values[field.name] = _parser_for(field)(environ[env_name(field)])
-            except ValueError as e:
-                raise ConfigError(f"${env_name(field)}: {e}") from None
-    return _finish(Options(**values))
+            continue
+        found = _from_environment(environ, env_name(field), legacy_env_names(field),
+                                  _parser_for(field), warnings)
+        if found is not None:
+            values[field.name] = found
+    old = {d.name: given[d.name] for d in _DEPRECATED if d.name in given}
+    for d in _DEPRECATED:
+        if d.name in old:
+            warnings.append(f"flag --{d.name.replace('_', '-')} has been deprecated, {d.advice}")
+        elif d.env:
+            found = _from_environment(environ, d.env, (), _PARSERS[d.type], warnings)
+            if found is not None:
+                old[d.name] = found
+    return _finish(_apply_deprecated(values, old, warnings))
+
+
+def _from_environment(environ: Mapping[str, str], name: str, legacy: tuple[str, ...],
+                      parse: Callable[[str], Any], warnings: list[str]) -> Any:
+    """The parsed value of the first non-empty variable among `name` and `legacy`, or None."""
+    for candidate in (name, *legacy):
+        text = environ.get(candidate)
+        if not text:
+            continue
+        if candidate != name:
+            warnings.append(f"env {candidate} has been deprecated, use {name} instead")
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise ConfigError(f"${candidate}: {e}") from None
+    return None
+
+
+def _apply_deprecated(values: dict[str, Any], old: dict[str, Any],
+                      warnings: list[str]) -> dict[str, Any]:
+    """Fold v3 flags into their v4 options, in upstream's order and with its precedence."""
+    branch, rev = old.get("branch", ""), old.get("rev", "")
+    if branch and rev in ("", "HEAD"):
+        warnings.append("setting --ref from deprecated --branch")
+        values["ref"] = branch
+    elif rev:
+        warnings.append("setting --ref from deprecated --rev")
+        values["ref"] = rev
+    if old.get("dest"):
+        warnings.append("setting --link from deprecated --dest")
+        values["link"] = old["dest"]
+    if old.get("wait"):
+        warnings.append("setting --period from deprecated --wait")
+        values["period"] = int(old["wait"] * 1000) / 1000
+    if old.get("timeout"):
+        warnings.append("setting --sync-timeout from deprecated --timeout")
+        values["sync_timeout"] = float(old["timeout"])
+    if old.get("max_sync_failures"):
+        warnings.append("setting --max-failures from deprecated --max-sync-failures")
+        values["max_failures"] = old["max_sync_failures"]
+    if old.get("sync_hook_command"):
+        warnings.append("setting --exechook-command from deprecated --sync-hook-command")
+        values["exechook_command"] = old["sync_hook_command"]
+    if old.get("change_permissions"):
+        raise ConfigError("--change-permissions is no longer supported (use --group-write)")
+    if "v" in old and old["v"] >= 0:
+        values["verbose"] = old["v"]
+    return values
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -157,13 +355,32 @@ class _ArgumentParser(argparse.ArgumentParser):
         raise EarlyExit()
 
 
+class _ManAction(argparse.Action):
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any) -> None:
+        from git_sync.manual import manual
+
+        print(manual(), end="")
+        parser.exit()
+
+
 def _parser_for(field: dataclasses.Field) -> Callable[[str], Any]:
-    return field.metadata.get("parse") or _PARSERS[field.type]
+    parse = field.metadata.get("parse") or _PARSERS[field.type]
+    choices = field.metadata.get("choices")
+    if not choices:
+        return parse
+
+    def one_of(text: str) -> Any:
+        if text not in choices:
+            raise ValueError(f"invalid value {text!r} (want one of {', '.join(choices)})")
+        return text
+
+    return one_of
 
 
-def _converter(field: dataclasses.Field) -> Callable[[str], Any]:
-    parse = _parser_for(field)
-
+def _converter(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     def convert(text: str) -> Any:
         try:
             return parse(text)
@@ -176,36 +393,48 @@ def _converter(field: dataclasses.Field) -> Callable[[str], Any]:
 def _argument_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(
         prog="git-sync",
-        description="Sync a git repository into a directory, like kubernetes/git-sync v4.",
+        description="Sync a git repository into a directory, like kubernetes/git-sync v4. "
+                    "`git-sync --man` prints the manual.",
         epilog="$GITSYNC_PASSWORD (environment only): the password or token for git HTTP "
                "authentication.",
         allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument("--man", action=_ManAction, help="print the full manual and exit")
     for field in dataclasses.fields(Options):
         if field.metadata.get("env_only"):
             continue
         names = [flag_name(field)]
         if "short" in field.metadata:
             names.insert(0, "-" + field.metadata["short"])
+        parse = field.metadata.get("parse") if field.type == list[str] else None
         extra: dict[str, Any] = {"metavar": _METAVARS[field.type]}
         if field.type is bool:
             extra.update(nargs="?", const=True)
+        elif field.type == list[str]:
+            extra.update(action="append")
+            parse = str
         elif "const" in field.metadata:
             extra.update(nargs="?", const=field.metadata["const"])
         parser.add_argument(
             *names,
             dest=field.name,
-            type=_converter(field),
+            type=_converter(parse or _parser_for(field)),
             default=argparse.SUPPRESS,
             help=f"{field.metadata['help']} (${env_name(field)}, default {shown_default(field)})",
             **extra,
         )
+    for old in _DEPRECATED:
+        extra = {"nargs": "?", "const": True} if old.type is bool else {}
+        parser.add_argument("--" + old.name.replace("_", "-"), dest=old.name,
+                            type=_converter(_PARSERS[old.type]), default=argparse.SUPPRESS,
+                            help=argparse.SUPPRESS, **extra)
     return parser
 
 
-def _finish(opts: Options) -> Options:
-    """Validate, and derive what upstream derives (the link name, credentials in the URL)."""
+def _finish(values: dict[str, Any]) -> Options:
+    """Validate as upstream does, and derive what it derives (the link, URL credentials)."""
+    opts = Options(**values)
     if not opts.repo:
         raise ConfigError("required flag: --repo must be specified")
     if not opts.root:
@@ -216,19 +445,48 @@ def _finish(opts: Options) -> Options:
         raise ConfigError("invalid flag: --depth must be greater than or equal to 0")
     if opts.period < 0.01:
         raise ConfigError("invalid flag: --period must be at least 10ms")
+    if opts.init_period and opts.init_period < 0.01:
+        raise ConfigError("invalid flag: --init-period must be 0 or at least 10ms")
     if opts.sync_timeout < 0.01:
         raise ConfigError("invalid flag: --sync-timeout must be at least 10ms")
-    if opts.git_gc not in GC_MODES:
-        raise ConfigError("invalid flag: --git-gc must be one of " + ", ".join(GC_MODES))
+    if opts.stale_worktree_timeout < 0:
+        raise ConfigError("invalid flag: --stale-worktree-timeout must not be negative")
+    if opts.sync_on_signal:
+        try:
+            parse_signal(opts.sync_on_signal)
+        except ValueError:
+            raise ConfigError("invalid flag: --sync-on-signal must be a valid signal name "
+                              "or number") from None
+    if opts.exechook_command:
+        if opts.exechook_timeout < 1:
+            raise ConfigError("invalid flag: --exechook-timeout must be at least 1s")
+        if opts.exechook_backoff < 1:
+            raise ConfigError("invalid flag: --exechook-backoff must be at least 1s")
+    if opts.webhook_url:
+        if opts.webhook_success_status == -1:  # v3 spelling of fire-and-forget
+            opts = dataclasses.replace(opts, webhook_success_status=0)
+        if opts.webhook_success_status < 0:
+            raise ConfigError("invalid flag: --webhook-success-status must be a valid HTTP "
+                              "code or 0")
+        if opts.webhook_timeout < 1:
+            raise ConfigError("invalid flag: --webhook-timeout must be at least 1s")
+        if opts.webhook_backoff < 1:
+            raise ConfigError("invalid flag: --webhook-backoff must be at least 1s")
     opts = _move_url_credentials(opts)
-    if not opts.username and (opts.password or opts.password_file):
-        raise ConfigError("invalid flag: $GITSYNC_PASSWORD and --password-file need --username")
+    try:
+        gitconfig.parse(opts.git_config)
+    except ValueError as e:
+        raise ConfigError(f"invalid flag: --git-config: {e}") from None
     if opts.password and opts.password_file:
         raise ConfigError("invalid flag: only one of $GITSYNC_PASSWORD and --password-file "
                           "may be specified")
+    if not opts.username and (opts.password or opts.password_file):
+        raise ConfigError("invalid flag: $GITSYNC_PASSWORD and --password-file need --username")
+    if opts.username and not (opts.password or opts.password_file):
+        raise ConfigError("invalid flag: $GITSYNC_PASSWORD or --password-file must be set "
+                          "when --username is specified")
     if not opts.link:
-        leaf = opts.repo.rstrip("/").rsplit("/", 1)[-1]
-        opts = dataclasses.replace(opts, link=leaf.removesuffix(".git") or leaf)
+        opts = dataclasses.replace(opts, link=opts.repo.strip("/").rsplit("/", 1)[-1])
     return opts
 
 
@@ -248,3 +506,12 @@ def _move_url_credentials(opts: Options) -> Options:
         username=unquote(user),
         password=unquote(password) if has_password else opts.password,
     )
+
+
+def is_ssh_url(url: str) -> bool:
+    """Whether git reaches `url` over SSH: `ssh://…`, `git+ssh://…` or scp-like `[user@]host:path`."""
+    scheme, sep, _ = url.partition("://")
+    if sep:
+        return scheme in ("ssh", "git+ssh", "ssh+git")
+    host, colon, _ = url.partition(":")
+    return bool(colon) and "/" not in host and bool(host)

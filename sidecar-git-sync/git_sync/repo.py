@@ -6,14 +6,19 @@ Layout, as upstream v4:
     ROOT/.worktrees/<hash>      one detached worktree per published commit
     ROOT/LINK -> .worktrees/<hash>   relative symlink, replaced atomically
 
-A sync is `git fetch origin <ref>`, `git rev-parse FETCH_HEAD^{}`, and for a
-new hash `git worktree add` plus a symlink rename: nothing else sits between a
-push and the link moving. Removing the old worktree, pruning and gc happen in
-`cleanup`, after callers have been told.
+A sync is `git fetch origin <ref>`, `FETCH_HEAD^{}`, and for a
+new hash `git worktree add` (plus `git submodule update` when the commit has
+submodules) and a symlink rename: nothing else sits between a push and the
+link moving. Removing old worktrees, pruning and gc happen in `cleanup`,
+after callers have been told. With --stale-worktree-timeout a worktree the
+link moved away from stays that long, so a consumer still running from it
+(the paas runtime drains the old app version there) keeps its files.
 """
 
 import os
+import re
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +29,7 @@ from git_sync.git import Git
 from git_sync.logs import LOG, V
 
 WORKTREES = ".worktrees"
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 
 _GC_ARGS = {
     "auto": ["gc", "--auto", "--quiet"],
@@ -52,6 +58,8 @@ class Repo:
         credentials: Credentials | None = None,
         gc: str = "auto",
         on_fetch: Callable[[], None] = lambda: None,
+        submodules: str = "recursive",
+        stale_timeout: float = 0.0,
     ) -> None:
         self._git = git
         self.root = root
@@ -62,10 +70,13 @@ class Repo:
         self._credentials = credentials
         self._gc = gc
         self._on_fetch = on_fetch
+        self._submodules = submodules
+        self._stale_timeout = stale_timeout
         self._gitdir = root / ".git"
         self._worktrees = root / WORKTREES
         self.current = ""
         self._needs_cleanup = True
+        self._stale_since: dict[str, float] = {}  # worktree -> when the link left it
 
     def init(self, deadline: float) -> None:
         """Make `root` a usable repository, reusing what a previous run left there.
@@ -85,9 +96,12 @@ class Repo:
         self._worktrees.mkdir(exist_ok=True)
         self.current = self._linked_hash()
 
+    def worktree(self, commit: str) -> Path:
+        return self._worktrees / commit
+
     def sync(self, deadline: float) -> SyncResult:
-        """Fetch --ref and, if its commit is new, publish it at the link."""
-        remote_env = self._credentials.git_env(os.environ) if self._credentials else None
+        """Fetch --ref and, if its commit is new (or its worktree broken), publish it at the link."""
+        remote_env = self._credentials.git_env(self._git.env) if self._credentials else None
         fetch = ["fetch", "--no-tags", "--no-progress", "--no-auto-gc"]
         if self._depth:
             fetch += ["--depth", str(self._depth)]
@@ -96,48 +110,102 @@ class Repo:
         self._on_fetch()
         self._git(*fetch, "origin", self._ref, env=remote_env, error=FetchError,
                   deadline=deadline)
-        # ^{} peels an annotated tag to its commit.
-        commit = self._git("rev-parse", "FETCH_HEAD^{}", deadline=deadline).strip()
-        if commit == self.current and (self._worktree(commit) / ".git").is_file():
+        commit = self._fetched_commit(deadline)
+        if commit == self.current and self._worktree_ok(commit):
             return SyncResult(commit, changed=False)
-        self._add_worktree(commit, deadline)
+        self._add_worktree(commit, remote_env, deadline)
         self._publish(commit)
         self.current = commit
         self._needs_cleanup = True
         return SyncResult(commit, changed=True)
 
-    def cleanup(self, deadline: float) -> None:
-        """Remove every worktree but the current one, and collect garbage."""
-        if not self._needs_cleanup or not self.current:
-            return
-        stale = [d for d in self._worktrees.iterdir() if d.name != self.current]
-        for path in stale:
+    def _fetched_commit(self, deadline: float) -> str:
+        """`FETCH_HEAD^{}`: the fetched commit, an annotated tag peeled to its commit.
+
+        When FETCH_HEAD already names a commit (a branch, the remote's HEAD, a commit
+        hash) it is read from the file: no git process between a push and the link.
+        """
+        try:
+            oid, _, rest = (self._gitdir / "FETCH_HEAD").read_text().partition("\t")
+        except OSError:
+            oid = rest = ""
+        description = rest.lstrip("\t")  # after the (empty) not-for-merge column
+        if _OBJECT_ID.fullmatch(oid) and (self._ref in ("HEAD", oid)
+                                          or description.startswith("branch '")):
+            return oid
+        return self._git("rev-parse", "FETCH_HEAD^{}", deadline=deadline).strip()
+
+    def cleanup(self, deadline: float) -> float | None:
+        """Remove worktrees the link left long enough ago, and collect garbage.
+
+        Returns when (wall-clock time) the next stale worktree is due, if any is kept.
+        """
+        if not self.current:
+            return None
+        now = time.time()
+        removed = False
+        next_due: float | None = None
+        for path in self._worktrees.iterdir():
+            if path.name == self.current:
+                continue
+            if self._stale_timeout > 0:
+                due = self._stale_since_time(path) + self._stale_timeout
+                if due > now:
+                    next_due = due if next_due is None else min(next_due, due)
+                    continue
             LOG.log(V(1), "removing worktree %s", path.name)
             _remove(path)
-        if stale:
+            self._stale_since.pop(path.name, None)
+            removed = True
+        if removed:
             self._git("worktree", "prune", deadline=deadline)
-        # A ref at the published commit lets the next fetch say what it already has.
-        self._git("update-ref", "HEAD", self.current, deadline=deadline)
-        if self._gc in _GC_ARGS:
-            self._git("-c", "gc.autoDetach=false", "-c", "gc.pruneExpire=now",
-                      *_GC_ARGS[self._gc], deadline=deadline)
-        self._needs_cleanup = False
+        if self._needs_cleanup:
+            # A ref at the published commit lets the next fetch say what it already has.
+            self._git("update-ref", "HEAD", self.current, deadline=deadline)
+            if self._gc in _GC_ARGS:
+                self._git(*_GC_ARGS[self._gc], deadline=deadline)
+            self._needs_cleanup = False
+        return next_due
 
-    def _worktree(self, commit: str) -> Path:
-        return self._worktrees / commit
+    def _stale_since_time(self, path: Path) -> float:
+        """When the link left `path`: remembered, else (from an earlier run) its mtime."""
+        if path.name not in self._stale_since:
+            try:
+                self._stale_since[path.name] = path.lstat().st_mtime
+            except FileNotFoundError:
+                return 0.0
+        return self._stale_since[path.name]
 
-    def _add_worktree(self, commit: str, deadline: float) -> None:
-        path = self._worktree(commit)
+    def _worktree_ok(self, commit: str) -> bool:
+        """The worktree's git metadata exists and has the commit checked out (no git run)."""
+        path = self.worktree(commit)
+        try:
+            gitdir = (path / ".git").read_text().removeprefix("gitdir:").strip()
+            head = (path / gitdir / "HEAD").read_text().strip()
+        except OSError:
+            return False
+        return head == commit
+
+    def _add_worktree(self, commit: str, remote_env: dict[str, str] | None,
+                      deadline: float) -> None:
+        path = self.worktree(commit)
         if os.path.lexists(path):
-            LOG.info("removing leftover worktree %s", path)
+            LOG.info("removing leftover or broken worktree %s", path)
             _remove(path)
         # --force: the directory may be gone while git still has it registered.
         self._git("worktree", "add", "--force", "--detach", str(path), commit, deadline=deadline)
         _relativise_gitdir(path)
+        if self._submodules != "off" and (path / ".gitmodules").exists():
+            update = ["-C", str(path), "submodule", "update", "--init"]
+            if self._submodules == "recursive":
+                update.append("--recursive")
+            if self._depth:
+                update += ["--depth", str(self._depth)]
+            self._git(*update, env=remote_env, error=FetchError, deadline=deadline)
 
     def _publish(self, commit: str) -> None:
         """Point the link at the commit's worktree by renaming a new symlink over it."""
-        target = os.path.relpath(self._worktree(commit), self.link.parent)
+        target = os.path.relpath(self.worktree(commit), self.link.parent)
         tmp = self.link.with_name(f".{self.link.name}.tmp")
         try:
             self.link.parent.mkdir(parents=True, exist_ok=True)
@@ -146,6 +214,15 @@ class Repo:
             os.replace(tmp, self.link)
         except OSError as e:
             raise SyncError(f"can't publish {self.link}: {e.strerror}") from None
+        previous = self.current
+        if previous and previous != commit:
+            # Start the old worktree's stale clock; its mtime keeps it across a restart.
+            self._stale_since[previous] = time.time()
+            try:
+                os.utime(self.worktree(previous))
+            except OSError:
+                pass
+        self._stale_since.pop(commit, None)
 
     def _linked_hash(self) -> str:
         """The commit the link points at, if it points into our worktrees."""

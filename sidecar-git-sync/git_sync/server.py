@@ -1,15 +1,17 @@
 """The HTTP endpoint: readiness at `/`, Prometheus at `/metrics`, `POST /sync`.
 
-The standard library's threading server keeps the sidecar's footprint small;
-each request gets a thread, so a `POST /sync` waiting for a sync never blocks
-the probes.
+A small HTTP/1.1 server on `socketserver` rather than `http.server`, whose
+imports (`http.client`, `email`, `html`, `mimetypes`) would be a good part of
+an idle sidecar's memory. It serves three fixed routes to probes, scrapers and
+the control plane: request line, headers, an optional `Content-Length` body,
+keep-alive. Each connection gets a thread, so a `POST /sync` waiting for a
+sync never blocks the probes.
 """
 
 import json
 import socket
 import socketserver
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from git_sync.errors import SyncError
@@ -17,67 +19,122 @@ from git_sync.logs import LOG, V
 from git_sync.metrics import Metrics
 from git_sync.syncer import Syncer
 
+_REASONS = {200: "OK", 400: "Bad Request", 405: "Method Not Allowed",
+            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+_MAX_LINE = 8192
+_MAX_HEADERS = 100
+_IDLE_TIMEOUT = 120.0  # seconds a kept-alive connection may sit idle
 
-class _Server(ThreadingHTTPServer):
+
+class _BadRequest(Exception):
+    pass
+
+
+class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
     syncer: Syncer
     metrics: Metrics | None
-
-    def server_bind(self) -> None:
-        # HTTPServer's own version resolves the host's FQDN, which can stall
-        # startup for seconds where DNS is slow; nothing here needs the name.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
 
 
 class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(socketserver.StreamRequestHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"  # keep-alive: the control plane may reuse its connection
-    # Headers and body go out in separate writes; without TCP_NODELAY the body
-    # waits for the client's delayed ACK (~40 ms per response).
+    timeout = _IDLE_TIMEOUT
+    # Each answer is one write, but Nagle could still hold it for the client's ACK.
     disable_nagle_algorithm = True
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
-        path = self.path.partition("?")[0]
-        if path == "/":
-            if self.server.syncer.ready:
-                self._send(200, b"ok\n")
+    def handle(self) -> None:
+        keep_alive = True
+        while keep_alive:
+            try:
+                request = self._read_request()
+            except (_BadRequest, UnicodeDecodeError, ValueError):
+                self._send(400, b"bad request\n", keep_alive=False)
+                return
+            except OSError:  # idle timeout, reset by peer
+                return
+            if request is None:
+                return
+            method, path, version, headers = request
+            keep_alive = _wants_keep_alive(version, headers.get("connection", ""))
+            self._dispatch(method, path.partition("?")[0], headers, keep_alive)
+
+    def _read_request(self) -> tuple[str, str, str, dict[str, str]] | None:
+        line = self.rfile.readline(_MAX_LINE + 1)
+        while line in (b"\r\n", b"\n"):  # tolerated before a request line (RFC 9112 2.2)
+            line = self.rfile.readline(_MAX_LINE + 1)
+        if not line:
+            return None
+        if len(line) > _MAX_LINE:
+            raise _BadRequest()
+        parts = line.decode("latin-1").split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            raise _BadRequest()
+        headers: dict[str, str] = {}
+        for _ in range(_MAX_HEADERS):
+            header = self.rfile.readline(_MAX_LINE + 1)
+            if header in (b"\r\n", b"\n", b""):
+                break
+            name, colon, value = header.decode("latin-1").partition(":")
+            if not colon:
+                raise _BadRequest()
+            headers[name.strip().lower()] = value.strip()
+        else:
+            raise _BadRequest()
+        if headers.get("transfer-encoding", "").lower() not in ("", "identity"):
+            raise _BadRequest()  # no route takes a body worth streaming
+        length = int(headers.get("content-length") or 0)
+        if length:
+            self.rfile.read(length)
+        return parts[0], parts[1], parts[2], headers
+
+    def _dispatch(self, method: str, path: str, headers: dict[str, str], keep_alive: bool) -> None:
+        LOG.log(V(2), "http: %s %s %s", self.client_address[0], method, path)
+        head = method == "HEAD"
+        if path == "/sync":
+            if method != "POST":
+                self._send(405, b"method not allowed\n", keep_alive, extra=("Allow: POST",))
+                return
+            try:
+                result = self.server.syncer.request()
+            except SyncError as e:
+                self._send_json(e.http_status, {"error": str(e)}, keep_alive)
             else:
-                self._send(503, b"repo is not ready\n")
+                self._send_json(200, {"hash": result.hash, "changed": result.changed}, keep_alive)
         elif path == "/metrics" and self.server.metrics is not None:
-            self._send(200, self.server.metrics.exposition(),
-                       "text/plain; version=0.0.4; charset=utf-8")
+            body, content_type = self.server.metrics.exposition(headers.get("accept", ""))
+            self._send(200, body, keep_alive, content_type, head=head)
         else:
-            self._send(404, b"not found\n")
+            # As upstream's catch-all "/" route: every other path is the readiness probe.
+            ready = self.server.syncer.ready
+            self._send(200 if ready else 503, b"ok\n" if ready else b"repo is not ready\n",
+                       keep_alive, head=head)
 
-    def do_POST(self) -> None:  # noqa: N802
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.path.partition("?")[0] != "/sync":
-            self._send(404, b"not found\n")
-            return
+    def _send_json(self, status: int, body: dict[str, Any], keep_alive: bool) -> None:
+        self._send(status, json.dumps(body).encode() + b"\n", keep_alive, "application/json")
+
+    def _send(self, status: int, body: bytes, keep_alive: bool,
+              content_type: str = "text/plain; charset=utf-8", head: bool = False,
+              extra: tuple[str, ...] = ()) -> None:
+        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}",
+                 f"Content-Type: {content_type}", f"Content-Length: {len(body)}",
+                 "Connection: " + ("keep-alive" if keep_alive else "close"), *extra, "", ""]
         try:
-            result = self.server.syncer.request()
-        except SyncError as e:
-            self._send_json(e.http_status, {"error": str(e)})
-        else:
-            self._send_json(200, {"hash": result.hash, "changed": result.changed})
+            self.wfile.write("\r\n".join(lines).encode("latin-1") + (b"" if head else body))
+        except OSError:
+            pass  # the client left; nothing to tell it
 
-    def _send_json(self, status: int, body: dict[str, Any]) -> None:
-        self._send(status, json.dumps(body).encode() + b"\n", "application/json")
 
-    def _send(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        LOG.log(V(2), "http: %s %s", self.address_string(), format % args)
+def _wants_keep_alive(version: str, connection: str) -> bool:
+    tokens = {t.strip().lower() for t in connection.split(",")}
+    if version == "HTTP/1.0":
+        return "keep-alive" in tokens
+    return "close" not in tokens
 
 
 def parse_bind(bind: str) -> tuple[str, int]:
@@ -88,7 +145,7 @@ def parse_bind(bind: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def serve(bind: str, syncer: Syncer, metrics: Metrics | None) -> ThreadingHTTPServer:
+def serve(bind: str, syncer: Syncer, metrics: Metrics | None) -> socketserver.BaseServer:
     """Start serving on `bind` in a daemon thread; raises OSError if it can't bind."""
     host, port = parse_bind(bind)
     server = (_Server6 if ":" in host else _Server)((host, port), _Handler)
