@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import snapshot
 from .errors import BuildFailed
+from .node import NodeRuntime
 from .python import PythonRuntime
 from .settings import Settings
 from .static import StaticRuntime
@@ -16,20 +19,28 @@ from .watcher import Revision
 
 log = logging.getLogger(__name__)
 
-#: Detection order matters: a Python app may well ship an index.html.
-RUNTIMES: dict[str, Runtime] = {r.name: r for r in (PythonRuntime(), StaticRuntime())}
+#: Detection order matters: a Python app may well ship a package.json for its
+#: front end, and any app may ship an index.html.
+RUNTIMES: dict[str, Runtime] = {r.name: r for r in (PythonRuntime(), NodeRuntime(), StaticRuntime())}
 
 _PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+)\s*:\s*(.+)$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Plan:
     """Everything needed to start (and restart) one revision's app."""
 
     revision: Revision
+    #: Where the app runs: the revision's snapshot (or its worktree, if none could be taken).
+    workdir: Path
     runtime: str
     command: str
     env: dict[str, str]
+
+    def discard(self) -> None:
+        """Remove the snapshot once no instance of this plan can run again."""
+        if self.workdir != self.revision.path:
+            snapshot.remove(self.workdir)
 
 
 def choose_runtime(name: str | None, worktree: Path) -> Runtime:
@@ -39,8 +50,8 @@ def choose_runtime(name: str | None, worktree: Path) -> Runtime:
         if runtime.detect(worktree):
             return runtime
     raise BuildFailed(
-        "cannot tell the runtime: no requirements.txt, pyproject.toml or index.html; "
-        f"set PAAS_RUNTIME to one of {', '.join(RUNTIMES)}"
+        "cannot tell the runtime: no requirements.txt, pyproject.toml, package.json or "
+        f"index.html; set runtime in the manifest (PAAS_RUNTIME) to one of {', '.join(RUNTIMES)}"
     )
 
 
@@ -58,13 +69,39 @@ def procfile_command(worktree: Path, process_type: str = "web") -> str | None:
 
 
 async def prepare(revision: Revision, settings: Settings) -> Plan:
-    """Choose the runtime and command for ``revision`` and build it; raises BuildFailed."""
-    worktree = revision.path
-    runtime = choose_runtime(settings.runtime, worktree)
-    command = settings.run or procfile_command(worktree) or runtime.default_command(worktree)
-    log.info("building %s (%s): %s", revision.hash, runtime.name, command)
+    """Snapshot ``revision``, choose its runtime and command, and build it; raises BuildFailed."""
+    workdir = await _snapshot(revision, settings)
     try:
-        env = await runtime.build(worktree, command, settings.cache_dir, settings.app_env)
-    except OSError as e:  # an unwritable cache, a full disk
-        raise BuildFailed(f"build failed: {e}") from e
-    return Plan(revision=revision, runtime=runtime.name, command=command, env=env)
+        runtime = choose_runtime(settings.runtime, workdir)
+        command = settings.run or procfile_command(workdir) or runtime.default_command(workdir)
+        log.info("building %s (%s): %s", revision.hash, runtime.name, command)
+        try:
+            env = await runtime.build(workdir, command, settings.cache_dir, settings.app_env)
+        except OSError as e:  # an unwritable cache, a full disk
+            raise BuildFailed(f"build failed: {e}") from e
+    except BaseException:
+        if workdir != revision.path:
+            snapshot.remove(workdir)
+        raise
+    return Plan(revision=revision, workdir=workdir, runtime=runtime.name, command=command, env=env)
+
+
+async def _snapshot(revision: Revision, settings: Settings) -> Path:
+    """The revision's private copy; its worktree itself if no copy can be made."""
+    taking = asyncio.ensure_future(
+        asyncio.to_thread(snapshot.take, revision.path, snapshot.root_for(settings.app_dir), revision.hash[:40])
+    )
+    try:
+        return await asyncio.shield(taking)
+    except asyncio.CancelledError:
+        # The thread runs on regardless: remove what it makes once it is done.
+        taking.add_done_callback(
+            lambda t: None if t.cancelled() or t.exception() else snapshot.remove(t.result())
+        )
+        raise
+    except FileNotFoundError as e:
+        # git-sync removed the worktree already: a newer revision is on its way.
+        raise BuildFailed(f"the worktree of {revision.hash} disappeared: {e}") from e
+    except OSError as e:
+        log.warning("cannot snapshot %s (%s); running it from its worktree", revision.hash, e)
+        return revision.path

@@ -23,7 +23,7 @@ environment:
   PAAS_RUN             command to run (default: Procfile "web:", else the runtime's)
   PAAS_HEALTHCHECK     path that must answer below 500 before traffic moves (default /)
   PAAS_HEALTH_TIMEOUT  seconds a new instance has to become healthy (default 30)
-  PAAS_RUNTIME         python | static (default: detected from the code)
+  PAAS_RUNTIME         python | node | static (default: detected from the code)
   PAAS_CACHE_DIR       dependency cache (default <dir of PAAS_APP_DIR>/.cache)
   PAAS_STATE_FILE      status file (default <dir of PAAS_APP_DIR>/.paas-runtime.json)
 every other variable is passed to the app.

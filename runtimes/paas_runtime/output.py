@@ -18,16 +18,20 @@ class Output:
     lines reach the pod's log as the app wrote them.
     """
 
-    def __init__(self, sink: BinaryIO | None = None, lines: int = TAIL_LINES) -> None:
+    def __init__(
+        self, sink: BinaryIO | None = None, lines: int = TAIL_LINES, echo: bool = True
+    ) -> None:
         self._sink = sink if sink is not None else sys.stdout.buffer
+        self._echo = echo
         self._max = lines
         self._lines: deque[bytes] = deque(maxlen=lines)
         self._partial = b""
 
     async def pump(self, stream: asyncio.StreamReader) -> None:
         while chunk := await stream.read(CHUNK):
-            self._sink.write(chunk)
-            self._sink.flush()
+            if self._echo:
+                self._sink.write(chunk)
+                self._sink.flush()
             self._remember(chunk)
 
     def _remember(self, chunk: bytes) -> None:

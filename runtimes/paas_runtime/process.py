@@ -33,7 +33,10 @@ class ProcessGroup:
         self._stopping: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> ProcessGroup:
+    async def start(
+        cls, argv: Sequence[str], cwd: Path, env: Mapping[str, str], echo: bool = True
+    ) -> ProcessGroup:
+        """Start ``argv`` in a session of its own; ``echo``: pass its output to ours."""
         proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=cwd,
@@ -43,7 +46,7 @@ class ProcessGroup:
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
         )
-        return cls(proc, Output())
+        return cls(proc, Output(echo=echo))
 
     @property
     def pid(self) -> int:
@@ -138,9 +141,11 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
-async def run(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> tuple[int, str]:
+async def run(
+    argv: Sequence[str], cwd: Path, env: Mapping[str, str], echo: bool = True
+) -> tuple[int, str]:
     """Run a step to completion: its exit code and the tail of its output."""
-    group = await ProcessGroup.start(argv, cwd, env)
+    group = await ProcessGroup.start(argv, cwd, env, echo)
     try:
         code = await group.wait()
     finally:

@@ -3,8 +3,11 @@
 The supervisor binds ``PORT`` once and keeps it for its whole life, so a
 deploy never has a moment with nobody listening: switching traffic is just
 :meth:`Proxy.switch`. Connections are spliced byte for byte (no HTTP
-parsing); a connection stays with the instance it was handed to, which is
-what lets an old instance drain.
+parsing); a request in flight stays with the instance it was handed to,
+which is what lets an old instance drain, and a kept-alive HTTP connection
+moves to the current instance between two requests (see
+:class:`_Connection`), so after a switch every new request meets the new
+revision.
 
 Every cycle the proxy spends on a small machine is taken from the app, so:
 
@@ -13,7 +16,7 @@ Every cycle the proxy spends on a small machine is taken from the app, so:
 * reads are large (:data:`CHUNK`) into one shared buffer, and sockets are
   ``TCP_NODELAY``;
 * the instance is connected to only once the client has sent its first
-  bytes (HTTP clients speak first), which then go along at once: a
+  bytes (HTTP clients speak first), which then go along with the connect: a
   single-threaded worker (gunicorn's default) never holds a connection
   waiting for a request still in the proxy, and a browser's idle
   pre-connection occupies no worker at all. A client that waits for the
@@ -26,6 +29,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import re
 import select
 import socket
 import threading
@@ -45,7 +49,12 @@ FIRST_BYTES_WAIT = 1.0
 #: How long a refused client may take to read our short answer before we close.
 REFUSED_LINGER = 1.0
 
+#: An HTTP/1 request line (methods are tokens; the target has no spaces).
+_REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \r\n]+ HTTP/1\.[01]\r?\n")
+_SWITCHING_PROTOCOLS = (b"HTTP/1.1 101 ", b"HTTP/1.0 101 ")
+
 _IN, _OUT, _ERR = select.EPOLLIN, select.EPOLLOUT, select.EPOLLERR
+_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 _IN_OR_GONE = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR
 
 
@@ -119,9 +128,13 @@ class Proxy:
         self.buffer = memoryview(bytearray(CHUNK))
 
     def switch(self, backend: Backend | None) -> None:
-        """Send new connections to ``backend`` (None: answer 503)."""
+        """Send new connections (and new requests on kept-alive ones) to ``backend`` (None: 503)."""
         with self._lock:
             self._backend = backend
+
+    @property
+    def current(self) -> Backend | None:
+        return self._backend
 
     def pick(self) -> Backend | None:
         """The backend for a new connection, already acquired for it."""
@@ -225,7 +238,21 @@ class _Connection:
     Each socket has one epoll registration whose mask says what is awaited:
     reading it, and/or writing to it while bytes for it are stuck. "up" is
     the client-to-instance direction, "down" the way back.
+
+    A kept-alive HTTP connection *moves* to the current instance when, after
+    a switch, its client starts a new request: the instance has answered
+    since the client last sent, nothing is in flight either way, and the new
+    bytes open with an HTTP/1 request line. The client keeps its connection;
+    the old instance's connection is closed between two requests, when it
+    carries nothing. A connection that is not HTTP/1 from its first bytes, or
+    that was upgraded (a ``101`` answer: WebSocket), never moves.
     """
+
+    __slots__ = (
+        "_proxy", "_reactor", "_buffer", "_client", "_upstream", "_backend", "_timer",
+        "_up_pending", "_down_pending", "_up_eof", "_down_eof", "_client_mask", "_upstream_mask",
+        "_answered", "_delivered", "_heard", "_tunnel",
+    )
 
     def __init__(self, proxy: Proxy, reactor: Reactor, client: socket.socket) -> None:
         self._proxy = proxy
@@ -238,6 +265,12 @@ class _Connection:
         self._up_pending = self._down_pending = b""
         self._up_eof = self._down_eof = False
         self._client_mask = self._upstream_mask = 0
+        #: The instance has sent bytes since the client last did.
+        self._answered = False
+        #: Bytes have reached the current instance's connection / come back from it.
+        self._delivered = self._heard = False
+        #: Not to be moved to another instance (not HTTP/1, or upgraded).
+        self._tunnel = False
         # Most clients have sent their request by the time they are accepted.
         first = self._recv_first()
         if first is None:
@@ -275,45 +308,64 @@ class _Connection:
         if first == b"":  # the client left without a word
             self._client.close()
             return
+        if first is None or not _REQUEST_LINE.match(first):
+            self._tunnel = True
         backend = self._proxy.pick()
         if backend is None:
             _Refusal(self._reactor, self._client, NOT_SERVING)
             return
         self._backend = backend
-        self._up_pending = first or b""
-        upstream = self._upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        upstream.setblocking(False)
+        self._answered = self._delivered = self._heard = False
+        upstream = self._upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM | _NONBLOCK)
         _nodelay(upstream)
         code = upstream.connect_ex(("127.0.0.1", backend.port))
         if code not in (0, errno.EINPROGRESS):
             self._fail()
-        elif code == 0 or _is_connected(upstream):  # loopback connects at once, mostly
-            self._reactor.register(upstream.fileno(), 0, self._upstream_event)
-            self._connected()
-        else:
-            self._reactor.register(upstream.fileno(), _OUT, self._connect_done)
-
-    def _connect_done(self, mask: int) -> None:
-        assert self._upstream is not None
-        if self._upstream.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
-            self._reactor.forget(self._upstream.fileno())
-            self._fail()
             return
-        self._reactor.modify(self._upstream.fileno(), 0, self._upstream_event)
-        self._connected()
-
-    def _connected(self) -> None:
-        self._reactor.register(self._client.fileno(), 0, self._client_event)
-        if self._up_pending:
-            first, self._up_pending = self._up_pending, b""
-            self._forward(memoryview(first), up=True)
-        self._update()
+        # On loopback the handshake is done by the time connect() returns, so
+        # the first bytes go at once, without a trip through epoll; if not,
+        # they wait for the socket to become writable like any other bytes,
+        # and a refusal shows up as an error on sending them (a 502).
+        pending = first or b""
+        if pending:
+            try:
+                sent = upstream.send(pending)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self._fail()
+                return
+            if sent:
+                self._delivered = True
+                pending = pending[sent:]
+        self._up_pending = pending
+        # Registered with their final masks straight away: one epoll_ctl each.
+        self._client_mask = 0 if pending else _IN
+        self._upstream_mask = _IN | _OUT if pending else _IN
+        self._reactor.register(self._client.fileno(), self._client_mask, self._client_event)
+        self._reactor.register(upstream.fileno(), self._upstream_mask, self._upstream_event)
 
     def _fail(self) -> None:
+        """The instance refused: answer 502 (the client has had nothing from it)."""
         assert self._upstream is not None
-        self._upstream.close()
+        if self._upstream.fileno() >= 0:
+            self._reactor.forget(self._upstream.fileno())
+            self._upstream.close()
+        with contextlib.suppress(OSError):  # registered once connected
+            self._reactor.unregister(self._client.fileno())
         self._release()
         _Refusal(self._reactor, self._client, BAD_GATEWAY)
+
+    def _move(self, request: bytes) -> None:
+        """Hand a kept-alive connection, between two requests, to the current instance."""
+        assert self._upstream is not None
+        self._reactor.forget(self._upstream.fileno())
+        self._upstream.close()
+        self._upstream = None
+        self._release()
+        self._reactor.unregister(self._client.fileno())
+        self._client_mask = self._upstream_mask = 0
+        self._begin(request)
 
     # -- splicing ----------------------------------------------------------------
 
@@ -331,7 +383,7 @@ class _Connection:
         if mask & _IN_OR_GONE and self._upstream_mask & _IN:
             self._pump(up=False)
         elif mask & _ERR:
-            self.close()
+            self._upstream_failed()
 
     def _pump(self, up: bool) -> None:
         """Move what ``up``'s source has to its destination."""
@@ -342,9 +394,27 @@ class _Connection:
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            self.close()
+            if up:
+                self.close()
+            else:
+                self._upstream_failed()
             return
         if size:
+            if up:
+                if self._answered:
+                    self._answered = False
+                    if (
+                        self._backend is not self._proxy.current
+                        and not self._tunnel
+                        and not self._down_pending
+                        and _REQUEST_LINE.match(self._buffer[:size])
+                    ):
+                        self._move(bytes(self._buffer[:size]))
+                        return
+            elif not self._answered:
+                self._answered = self._heard = True
+                if self._buffer[:13] in _SWITCHING_PROTOCOLS:
+                    self._tunnel = True
             self._forward(self._buffer[:size], up)
             return
         if up:
@@ -354,6 +424,13 @@ class _Connection:
         self._maybe_finish(up)
         self._update()
 
+    def _upstream_failed(self) -> None:
+        """The instance's connection broke: a 502 if the client has had nothing from it yet."""
+        if not self._heard and self._client.fileno() >= 0:
+            self._fail()
+        else:
+            self.close()
+
     def _forward(self, data: memoryview, up: bool) -> None:
         dst = self._upstream if up else self._client
         assert dst is not None
@@ -362,8 +439,13 @@ class _Connection:
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError:
-            self.close()
+            if up and not self._delivered:  # a fast-open connect refused
+                self._fail()
+            else:
+                self.close()
             return
+        if up:
+            self._delivered = True
         if sent == len(data):
             return
         # The receiver is slow: keep the rest (copied: the read buffer is
@@ -386,9 +468,13 @@ class _Connection:
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            self.close()
+            if up and not self._delivered:
+                self._fail()
+            else:
+                self.close()
             return
         if up:
+            self._delivered = True
             self._up_pending = pending[sent:]
         else:
             self._down_pending = pending[sent:]
@@ -417,7 +503,7 @@ class _Connection:
 
     def _update(self) -> None:
         """Bring both epoll masks in line with the state; close once both ways are done."""
-        if self._upstream is None or self._client.fileno() < 0:
+        if self._upstream is None or self._client.fileno() < 0 or self._upstream.fileno() < 0:
             return
         if self._up_done() and self._down_done():
             self.close()
@@ -446,11 +532,3 @@ class _Connection:
             self._reactor.forget(self._upstream.fileno())
             self._upstream.close()
         self._release()
-
-
-def _is_connected(sock: socket.socket) -> bool:
-    try:
-        sock.getpeername()
-    except OSError:
-        return False
-    return True

@@ -19,12 +19,26 @@ from typing import Literal
 log = logging.getLogger(__name__)
 
 Status = Literal["waiting", "building", "starting", "serving", "failed"]
+EventKind = Literal["deployed", "failed", "crashed", "restarted"]
+
+#: Events kept in the file, oldest dropped first.
+MAX_EVENTS = 20
 
 
 @dataclass
 class Failure:
     revision: str
     reason: str
+    at: float = field(default_factory=time.time)
+
+
+@dataclass
+class Event:
+    """Something a user may want to know happened: a deploy, a failure, a crash, a restart."""
+
+    event: EventKind
+    revision: str
+    message: str
     at: float = field(default_factory=time.time)
 
 
@@ -42,6 +56,9 @@ class State:
     target: str | None = None
     failed: Failure | None = None
     restarts: int = 0
+    #: The runtime (python, node, static) of the serving revision.
+    runtime: str | None = None
+    events: list[Event] = field(default_factory=list)
     updated: float = field(default_factory=time.time)
 
 
@@ -58,6 +75,11 @@ class StateFile:
             setattr(self.state, name, value)
         self.state.updated = time.time()
         self._write()
+
+    def event(self, kind: EventKind, revision: str, message: str, **changes: object) -> None:
+        """Record an event (and apply ``changes``) in one write."""
+        self.state.events = [*self.state.events, Event(kind, revision, message)][-MAX_EVENTS:]
+        self.update(**changes)
 
     def _write(self) -> None:
         data = json.dumps(asdict(self.state), indent=2) + "\n"

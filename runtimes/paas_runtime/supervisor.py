@@ -22,14 +22,14 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from . import build
+from . import build, snapshot
 from .build import Plan
 from .errors import DeployFailed, StartFailed
 from .health import probe
 from .process import ProcessGroup
 from .proxy import Backend, Proxy
 from .settings import Settings
-from .state import Failure, StateFile
+from .state import EventKind, Failure, StateFile
 from .watcher import Revision, watch
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class Supervisor:
         """Serve until ``stop`` is set, then stop every instance; raises ListenFailed."""
         await self.proxy.start()
         log.info("listening on port %d, following %s", self.settings.port, self.settings.app_dir)
+        await asyncio.to_thread(snapshot.clear, snapshot.root_for(self.settings.app_dir))
         self.state.update(status="waiting")
         try:
             async for revision in watch(self.settings.app_dir, stop):
@@ -100,24 +101,32 @@ class Supervisor:
     async def _deploy_revision(self, revision: Revision) -> None:
         began = time.monotonic()
         self.state.update(status="building", target=revision.hash)
+        plan: Plan | None = None
         try:
             plan = await build.prepare(revision, self.settings)
             self.state.update(status="starting")
             instance = await self._start(plan)
-        except DeployFailed as e:
+        except BaseException as e:
+            if plan is not None:
+                plan.discard()
+            if not isinstance(e, DeployFailed):
+                raise
             log.error(
                 "revision %s failed, %s: %s",
                 revision.hash,
                 "keeping the old one serving" if self._current else "nothing is serving",
                 e.summary,
             )
-            self.state.update(status="failed", failed=Failure(revision.hash, e.reason))
+            self.state.event(
+                "failed", revision.hash, e.summary, status="failed", failed=Failure(revision.hash, e.reason)
+            )
             return
         if self._restart is not None:
             self._restart.cancel()
         self._backoff = BACKOFF_FIRST  # new code, fresh start
-        self._switch(instance)
-        log.info("revision %s serving after %.2f s", revision.hash, time.monotonic() - began)
+        took = time.monotonic() - began
+        self._switch(instance, "deployed", f"{plan.runtime} revision serving after {took:.2f} s")
+        log.info("revision %s serving after %.2f s", revision.hash, took)
 
     # -- instances -------------------------------------------------------------
 
@@ -130,7 +139,7 @@ class Supervisor:
         port = _free_port()
         env = {**plan.env, "PORT": str(port), "HOST": "127.0.0.1"}
         try:
-            group = await ProcessGroup.start(["/bin/sh", "-c", plan.command], plan.revision.path, env)
+            group = await ProcessGroup.start(["/bin/sh", "-c", plan.command], plan.workdir, env)
         except OSError as e:
             raise StartFailed(f"cannot start {plan.command!r}: {e}") from e
         instance = Instance(plan, group, Backend(port))
@@ -165,7 +174,7 @@ class Supervisor:
                 )
             await asyncio.sleep(HEALTH_INTERVAL)
 
-    def _switch(self, instance: Instance) -> None:
+    def _switch(self, instance: Instance, kind: EventKind, message: str) -> None:
         """Send new connections to ``instance``; the previous one drains and stops."""
         old, self._current = self._current, instance
         self.proxy.switch(instance.backend)
@@ -173,10 +182,10 @@ class Supervisor:
         if old is not None:
             old.retiring = True
             self._spawn(self._retire(old))
-        changes: dict[str, Any] = {"serving": instance.plan.revision.hash}
+        changes: dict[str, Any] = {"serving": instance.plan.revision.hash, "runtime": instance.plan.runtime}
         if instance.plan.revision == self._target:
             changes.update(status="serving", failed=None)
-        self.state.update(**changes)
+        self.state.event(kind, instance.plan.revision.hash, message, **changes)
 
     async def _retire(self, instance: Instance) -> None:
         if not await instance.backend.drained(DRAIN_TIMEOUT):
@@ -188,6 +197,11 @@ class Supervisor:
             )
         await self._stop(instance)
         log.info("stopped %s", instance.name)
+        self._discard_unless_current(instance.plan)
+
+    def _discard_unless_current(self, plan: Plan) -> None:
+        if self._current is None or self._current.plan is not plan:
+            plan.discard()
 
     async def _stop(self, instance: Instance) -> None:
         instance.retiring = True
@@ -213,13 +227,26 @@ class Supervisor:
             instance.group.uptime,
             self._backoff,
         )
-        changes: dict[str, Any] = {"serving": None}
+        changes: dict[str, Any] = {"serving": None, "runtime": None}
         if instance.plan.revision == self._target and self._deploy_idle():
             changes["status"] = "starting"
-        self.state.update(**changes)
+        self.state.event(
+            "crashed",
+            instance.plan.revision.hash,
+            f"exited with code {code} after {instance.group.uptime:.1f} s; restarting in {self._backoff:g} s",
+            **changes,
+        )
         self._restart = self._spawn(self._restart_plan(instance.plan))
 
     async def _restart_plan(self, plan: Plan) -> None:
+        try:
+            await self._restart_until_up(plan)
+        except asyncio.CancelledError:
+            # A newer revision took over (or the supervisor stops): this one is done for.
+            self._discard_unless_current(plan)
+            raise
+
+    async def _restart_until_up(self, plan: Plan) -> None:
         while True:
             delay = self._backoff
             self._backoff = min(self._backoff * 2, BACKOFF_MAX)
@@ -239,7 +266,7 @@ class Supervisor:
                     changes["status"] = "failed"
                 self.state.update(**changes)
                 continue
-            self._switch(instance)
+            self._switch(instance, "restarted", f"restarted after a crash (restart {self.state.state.restarts})")
             log.info("restarted %s", instance.name)
             return
 
@@ -276,6 +303,7 @@ class Supervisor:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.to_thread(snapshot.clear, snapshot.root_for(self.settings.app_dir))
         log.info("stopped")
 
 

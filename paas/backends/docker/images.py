@@ -59,9 +59,14 @@ class Image:
 IMAGES = (
     Image("git-sync", "sidecar-git-sync", "Dockerfile"),
     Image("runtime-python", "runtimes", "python/Dockerfile"),
+    # Built FROM the python runtime image: node adds Node.js (a superset that runs python,
+    # node and static apps, used when a manifest leaves the runtime to detection).
+    Image("runtime-node", "runtimes", "node/Dockerfile"),
+    Image("runtime-static", "runtimes", "static/Dockerfile"),
     Image("control-plane", ".", "Dockerfile"),
 )
 POD_IMAGES = tuple(i for i in IMAGES if i.name != "control-plane")
+RUNTIME_BASE = IMAGES[1]
 
 
 def connect() -> docker.DockerClient:
@@ -99,7 +104,7 @@ def build(
                 path=str(SOURCE_ROOT / image.context),
                 dockerfile=image.dockerfile,
                 tag=image.tag,
-                buildargs={"BASE_IMAGE": base},
+                buildargs={"BASE_IMAGE": base, "RUNTIME_IMAGE": RUNTIME_BASE.tag},
                 rm=True,
                 forcerm=True,
                 pull=False,

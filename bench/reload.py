@@ -1,0 +1,367 @@
+"""Hot reload under load: failed requests across deploys, swap -> new text, proxy throughput.
+
+Runs the real supervisor (``python -m paas_runtime``) on loopback against a workspace
+laid out as git-sync lays it out; a deploy is simulated as git-sync makes one: a new
+worktree named by a (fake) commit hash, a new link renamed over the old one, and the
+previous worktree removed at once. The app is a small Flask app run by the python
+runtime's default command, ``gunicorn app:app`` (one sync worker).
+
+1. Deploys under load: ``--clients`` loopback clients at ``--rate`` requests/s each
+   (half open a connection per request, half keep theirs alive as browsers do) while
+   ``--deploys`` revisions are published one after the other; every error or non-200
+   answer counts as failed (target 0), and a request begun after another one got
+   revision N must get N or newer.
+2. Link swap -> new text: a poller asks every 10 ms from the swap on; p50/p95
+   (target p50 <= 1 s).
+3. Proxy throughput: the same app served directly and through the supervisor's port,
+   alternately, ``--rounds`` times, for new-connection and keep-alive clients; the
+   ratio of the medians (target >= 0.8). The load generator is ``wrk`` when it is
+   installed (a C client leaves the CPU to the servers, as a remote client would),
+   else a Python client, which takes a large share of a small machine's CPU itself.
+
+    python bench/reload.py [--deploys 20] [--clients 2] [--rate 30] [--rounds 5] [--seconds 2]
+                           [--only deploys|throughput]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+APP = """\
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.get("/")
+def index():
+    return {text!r}
+"""
+NODE_APP = """\
+const http = require("node:http");
+http.createServer((req, res) => res.end({text!r})).listen(Number(process.env.PORT), process.env.HOST);
+process.on("SIGTERM", () => process.exit(0));
+"""
+NODE_PACKAGE = '{"name": "bench", "version": "1.0.0", "private": true, "scripts": {"start": "node server.js"}}\n'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(interval)
+    raise SystemExit(f"timed out after {timeout} s waiting for {what}")
+
+
+def get(port: int, timeout: float = 2.0) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/", headers={"Connection": "close"})
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class Workspace:
+    """``.worktrees/<hash>`` and the ``current`` link, published as git-sync publishes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.link, self.published = root, root / "current", None
+        (root / ".worktrees").mkdir(parents=True)
+        self._n = 0
+
+    def write(self, files: dict[str, str]) -> str:
+        self._n += 1
+        rev = hashlib.sha1(f"{self._n}:{files}".encode()).hexdigest()
+        for name, body in files.items():
+            path = self.root / ".worktrees" / rev / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(body)
+        return rev
+
+    def publish(self, rev: str) -> None:
+        tmp = self.root / f".current-{rev}"
+        os.symlink(f".worktrees/{rev}", tmp)
+        os.rename(tmp, self.link)
+        previous, self.published = self.published, rev
+        if previous is not None:
+            shutil.rmtree(self.root / ".worktrees" / previous)
+
+
+class Supervisor:
+    def __init__(self, workspace: Workspace, cache: Path, **env: str) -> None:
+        self.port = free_port()
+        self.log = open(workspace.root / "runtime.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "paas_runtime"],
+            env={
+                **os.environ,
+                "PORT": str(self.port),
+                "PAAS_APP_DIR": str(workspace.link),
+                "PAAS_CACHE_DIR": str(cache),
+                **env,
+            },
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.state_file = workspace.root / ".paas-runtime.json"
+
+    def state(self) -> dict:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+class Load:
+    """Loopback clients at a steady rate, bounded in time; records every answer."""
+
+    def __init__(self, port: int, clients: int, rate: float, limit: float) -> None:
+        self.port, self.rate, self.limit = port, rate, limit
+        self.records: list[tuple[float, float, str]] = []
+        self.failures: list[str] = []
+        self._done = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i % 2 == 1,)) for i in range(clients)]
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        for t in self._threads:
+            t.join()
+
+    def _run(self, keep_alive: bool) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        headers = {} if keep_alive else {"Connection": "close"}
+        deadline = time.monotonic() + self.limit
+        while not self._done.is_set() and time.monotonic() < deadline:
+            began = time.monotonic()
+            try:
+                conn.request("GET", "/", headers=headers)
+                response = conn.getresponse()
+                body = response.read().decode()
+            except (OSError, http.client.HTTPException) as e:
+                self.failures.append(repr(e))
+                conn.close()
+            else:
+                self.records.append((began, time.monotonic(), body))
+                if response.status != 200:
+                    self.failures.append(f"{response.status} {body[:60]!r}")
+                if not keep_alive:
+                    conn.close()
+            time.sleep(max(0.0, 1 / self.rate - (time.monotonic() - began)))
+        conn.close()
+
+
+def out_of_order(records: list[tuple[float, float, str]], rank: dict[str, int]) -> int:
+    """Requests that got an older revision although a request that ended before they began got a newer one."""
+    by_end = sorted(records, key=lambda r: r[1])
+    newest, i, bad = -1, 0, 0
+    for began, _, body in sorted(records, key=lambda r: r[0]):
+        while i < len(by_end) and by_end[i][1] < began:
+            newest = max(newest, rank.get(by_end[i][2], -1))
+            i += 1
+        bad += rank.get(body, -1) < newest
+    return bad
+
+
+def deploys_under_load(args: argparse.Namespace, base: Path, cache: Path) -> None:
+    ws = Workspace(base / "deploys")
+    ws.publish(ws.write({"requirements.txt": "flask\n", "app.py": APP.format(text="v0")}))
+    sup = Supervisor(ws, cache, PAAS_RUNTIME="python")
+    try:
+        wait_for(lambda: get(sup.port) == (200, "v0"), 300, "the first revision (venv build)")
+        versions = ["v0"]
+        latencies: list[float] = []
+        with Load(sup.port, args.clients, args.rate, limit=args.deploys * 30 + 30) as load:
+            time.sleep(1)  # steady traffic before the first deploy
+            for n in range(1, args.deploys + 1):
+                text = f"v{n}"
+                versions.append(text)
+                rev = ws.write({"requirements.txt": "flask\n", "app.py": APP.format(text=text)})
+                swapped = time.monotonic()
+                ws.publish(rev)
+                while True:
+                    try:
+                        if get(sup.port, timeout=1.0)[1] == text:
+                            break
+                    except OSError:
+                        pass
+                    if time.monotonic() - swapped > 60:
+                        raise SystemExit(f"deploy {n} did not serve within 60 s")
+                    time.sleep(0.01)
+                latencies.append(time.monotonic() - swapped)
+                time.sleep(0.5)  # traffic on the new revision before the next one
+        span = load.records[-1][1] - load.records[0][0]
+        rank = {v: i for i, v in enumerate(versions)}
+        print(f"deploys under load: {args.deploys} deploys, {len(load.records)} requests in {span:.1f} s "
+              f"({len(load.records) / span:.0f} req/s from {args.clients} loopback clients, "
+              "half new-connection, half keep-alive)")
+        print(f"  failed requests: {len(load.failures)} (target 0)"
+              + (f"; first: {load.failures[:3]}" if load.failures else ""))
+        print(f"  answers older than one already seen: {out_of_order(load.records, rank)} (target 0)")
+        p50, p95 = statistics.median(latencies), percentile(latencies, 0.95)
+        print(f"link swap -> new text: p50 {p50:.3f} s  p95 {p95:.3f} s  max {max(latencies):.3f} s "
+              f"(target p50 <= 1 s: {'met' if p50 <= 1 else 'MISSED'})")
+    finally:
+        sup.stop()
+
+
+def wrk(port: int, seconds: float, keep_alive: bool) -> float:
+    argv = ["wrk", "-t1", "-c8", f"-d{seconds:g}s", f"http://127.0.0.1:{port}/"]
+    if not keep_alive:
+        argv[1:1] = ["-H", "Connection: close"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    if errors:
+        print(f"    (wrk reported: {errors.group(0)})")
+    return float(match.group(1)) if match else 0.0
+
+
+def python_client(port: int, seconds: float, keep_alive: bool, threads: int = 8) -> float:
+    count = [0] * threads
+    deadline = time.monotonic() + seconds
+
+    def run(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        headers = {} if keep_alive else {"Connection": "close"}
+        while time.monotonic() < deadline:
+            try:
+                conn.request("GET", "/", headers=headers)
+                conn.getresponse().read()
+                count[i] += 1
+            except (OSError, http.client.HTTPException):
+                conn.close()
+            if not keep_alive:
+                conn.close()
+        conn.close()
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return sum(count) / seconds
+
+
+def throughput(args: argparse.Namespace, base: Path, cache: Path) -> list[float]:
+    client = "wrk (1 thread, 8 connections)" if shutil.which("wrk") else "a Python client (8 threads)"
+    measure = wrk if shutil.which("wrk") else python_client
+    print(f"proxy throughput, {client}, {args.seconds:g} s per run, median of {args.rounds} alternating runs:")
+    apps: list[tuple[str, dict[str, str], str, dict[str, str]]] = [
+        ("flask, gunicorn app:app (1 sync worker)", {"requirements.txt": "flask\n", "app.py": APP.format(text="hi")},
+         "python", {}),
+    ]
+    if shutil.which("npm"):
+        apps.append(("node http server (npm start)",
+                     {"package.json": NODE_PACKAGE, "server.js": NODE_APP.format(text="hi")}, "node", {}))
+    ratios = []
+    for label, files, runtime, env in apps:
+        ws = Workspace(base / f"throughput-{runtime}")
+        ws.publish(ws.write(files))
+        sup = Supervisor(ws, cache, PAAS_RUNTIME=runtime, **env)
+        direct = None
+        try:
+            wait_for(lambda port=sup.port: get(port) == (200, "hi"), 300, f"the {runtime} app")
+            # The same app, same command, same environment, on a port of its own.
+            direct_port = free_port()
+            direct = start_direct(runtime, ws, cache, direct_port)
+            wait_for(lambda port=direct_port: get(port) == (200, "hi"), 60, "the app served directly")
+            for keep_alive in (False, True):
+                d, p = [], []
+                for _ in range(args.rounds):
+                    d.append(measure(direct_port, args.seconds, keep_alive))
+                    p.append(measure(sup.port, args.seconds, keep_alive))
+                ratio = statistics.median(p) / statistics.median(d)
+                ratios.append(ratio)
+                mode = "keep-alive    " if keep_alive else "new connection"
+                print(f"  {label:42s} {mode}  direct {statistics.median(d):7.0f} req/s  "
+                      f"proxied {statistics.median(p):7.0f} req/s  ratio {ratio:.2f}")
+        finally:
+            if direct is not None:
+                os.killpg(direct.pid, signal.SIGTERM)
+                direct.wait(20)
+            sup.stop()
+    return ratios
+
+
+def start_direct(runtime: str, ws: Workspace, cache: Path, port: int) -> subprocess.Popen:
+    worktree = ws.root / ".worktrees" / str(ws.published)
+    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1"}
+    if runtime == "python":
+        venv = next(p for p in (cache / "venvs").iterdir() if p.is_symlink() and (p / "bin" / "gunicorn").exists())
+        env |= {"VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}{os.pathsep}{env['PATH']}"}
+        argv = ["gunicorn", "app:app"]
+    else:
+        argv = ["npm", "start"]
+    return subprocess.Popen(argv, cwd=worktree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deploys", type=int, default=20)
+    parser.add_argument("--clients", type=int, default=2, help="load clients during the deploys")
+    parser.add_argument("--rate", type=float, default=30.0, help="requests/s per load client")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating throughput runs per mode")
+    parser.add_argument("--seconds", type=float, default=2.0, help="length of one throughput run")
+    parser.add_argument("--only", choices=("deploys", "throughput"), help="run one part only")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="paas-reload-bench-") as tmp:
+        base = Path(tmp)
+        cache = base / "cache"
+        if args.only != "throughput":
+            deploys_under_load(args, base, cache)
+        if args.only != "deploys":
+            ratios = throughput(args, base, cache)
+            print(f"proxy throughput ratio: lowest {min(ratios):.2f}, highest {max(ratios):.2f} (target >= 0.8)")
+
+
+if __name__ == "__main__":
+    main()

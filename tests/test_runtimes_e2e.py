@@ -1,0 +1,66 @@
+"""Each runtime deployed by `git push`, on the local backend and (marker docker) on Docker."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import SAMPLES, commit_change, get_text, git, sample_repo, wait_for
+
+pytestmark = pytest.mark.slow
+# sample, file to edit, text served before the edit
+CASES = {
+    "hello-node": ("server.js", "from paas"),
+    "hello-static": ("index.html", "Hello from paas!"),
+}
+BACKENDS = [
+    pytest.param("control_plane", id="local"),
+    pytest.param("docker_control_plane", id="docker", marks=pytest.mark.docker),
+]
+
+
+def deploy_and_edit(cp, tmp_path, sample: str, name: str, manifest: str) -> None:
+    path, text = CASES[sample]
+    repo = sample_repo(sample, tmp_path / name)
+    url = cp.create(manifest)["url"]
+    cp.push(repo, name)
+    wait_for(lambda: text in (get_text(url) or ""), 180, 0.2, f"{name} served")
+    commit_change(repo, path, text, text.replace("paas", "paas, edited"), "edit")
+    cp.push(repo, name)
+    wait_for(lambda: "paas, edited" in (get_text(url) or ""), 60, 0.1, f"{name} edit served")
+    wait_for(lambda: cp.api("GET", f"/apps/{name}").json()["release"]["status"] == "live", 10, what="live")
+    assert cp.api("DELETE", f"/apps/{name}").status_code == 200
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("sample", sorted(CASES))
+def test_sample_deploys_by_push(request, tmp_path, backend, sample):
+    cp = request.getfixturevalue(backend)
+    manifest = (SAMPLES / sample / "paas.yaml").read_text()
+    deploy_and_edit(cp, tmp_path, sample, sample, manifest)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_runtime_detected_when_the_manifest_omits_it(request, tmp_path, backend):
+    cp = request.getfixturevalue(backend)
+    manifest = (SAMPLES / "hello-static" / "paas.yaml").read_text().replace("runtime: static\n", "")
+    manifest = manifest.replace("name: hello-static", "name: detected")
+    assert "runtime:" not in manifest
+    deploy_and_edit(cp, tmp_path, "hello-static", "detected", manifest)
+
+
+def test_code_no_runtime_can_serve_fails_the_release_with_the_reason(control_plane, tmp_path):
+    cp = control_plane
+    repo = sample_repo("hello-static", tmp_path / "unknown")
+    (repo / "index.html").rename(repo / "readme.txt")
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "no app here", cwd=repo)
+    cp.create("name: unknown\n")
+    cp.push(repo, "unknown")
+
+    def failed():
+        release = cp.api("GET", "/apps/unknown").json()["release"]
+        return release["status"] == "failed" and release
+
+    release = wait_for(failed, 60, 0.2, "the release marked failed")
+    assert "runtime" in release["message"]
+    assert cp.api("DELETE", "/apps/unknown").status_code == 200
