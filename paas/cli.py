@@ -159,7 +159,7 @@ def status(ctx: Context, name: str) -> None:
     failed = (app.get("runtime_state") or {}).get("failed")
     if failed and failed.get("revision") != app["revision"]:
         lines.append(f"last failure ({(failed.get('revision') or '')[:12]}):")
-        lines += [f"  {line}" for line in str(failed.get("reason", "")).splitlines()[-10:]]
+        lines += [f"  {line}" for line in str(failed.get("reason", "")).splitlines()]
     lines.append("containers:")
     lines += [f"  {c['name']:<10} {c['state']:<10} restarts={c['restarts']}" for c in app["containers"]]
     lines.append("events:")

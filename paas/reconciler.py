@@ -95,7 +95,7 @@ class Reconciler:
         if failed.get("revision") and failed["revision"] != serving:
             release = next((r for r in releases if r.revision == failed["revision"]), None)
             if release is not None and release.status == store.PENDING:
-                reason = str(failed.get("reason") or "the new revision failed")[-4000:]
+                reason = str(failed.get("reason") or "the new revision failed")[-8000:]
                 self.store.set_release_status(app, release.number, store.FAILED, reason)
                 self.store.add_event(
                     app, "deploy", f"release v{release.number} failed: the previous revision keeps serving"

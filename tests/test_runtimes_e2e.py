@@ -64,3 +64,27 @@ def test_code_no_runtime_can_serve_fails_the_release_with_the_reason(control_pla
     release = wait_for(failed, 60, 0.2, "the release marked failed")
     assert "runtime" in release["message"]
     assert cp.api("DELETE", "/apps/unknown").status_code == 200
+
+
+def test_a_revision_that_raises_on_import_keeps_the_old_one_serving(control_plane, tmp_path):
+    cp = control_plane
+    repo = sample_repo("hello-flask", tmp_path / "broken")
+    manifest = (SAMPLES / "hello-flask" / "paas.yaml").read_text().replace("name: hello-flask", "name: broken")
+    url = cp.create(manifest)["url"]
+    cp.push(repo, "broken")
+    wait_for(lambda: "Hello from paas!" in (get_text(url) or ""), 180, 0.2, "first revision served")
+    app_py = repo / "app.py"
+    app_py.write_text(app_py.read_text() + '\nraise RuntimeError("broken on purpose")\n')
+    git("commit", "-q", "-am", "break it", cwd=repo)
+    cp.push(repo, "broken")
+
+    def failed():
+        release = cp.api("GET", "/apps/broken/releases").json()["releases"][0]
+        return release["status"] == "failed" and release
+
+    release = wait_for(failed, 60, 0.2, "release v2 marked failed")
+    assert release["number"] == 2 and "broken on purpose" in release["message"]
+    assert "Hello from paas!" in get_text(url)
+    status = cp.api("GET", "/apps/broken").json()
+    assert status["state"] == "running" and status["revision"] != release["revision"]
+    assert cp.api("DELETE", "/apps/broken").status_code == 200

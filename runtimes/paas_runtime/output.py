@@ -7,7 +7,7 @@ import sys
 from collections import deque
 from typing import BinaryIO
 
-TAIL_LINES = 20
+TAIL_LINES = 60  # gunicorn alone prints ~25 lines after an app's own traceback
 CHUNK = 64 * 1024
 
 
