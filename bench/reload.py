@@ -33,15 +33,17 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from helpers import free_port, wait_for  # noqa: E402
 
 APP = """\
 from flask import Flask
@@ -59,24 +61,6 @@ http.createServer((req, res) => res.end({text!r})).listen(Number(process.env.POR
 process.on("SIGTERM", () => process.exit(0));
 """
 NODE_PACKAGE = '{"name": "bench", "version": "1.0.0", "private": true, "scripts": {"start": "node server.js"}}\n'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(check: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        time.sleep(interval)
-    raise SystemExit(f"timed out after {timeout} s waiting for {what}")
 
 
 def get(port: int, timeout: float = 2.0) -> tuple[int, str]:
@@ -215,7 +199,7 @@ def deploys_under_load(args: argparse.Namespace, base: Path, cache: Path) -> Non
     ws.publish(ws.write({"requirements.txt": "flask\n", "app.py": APP.format(text="v0")}))
     sup = Supervisor(ws, cache, PAAS_RUNTIME="python")
     try:
-        wait_for(lambda: get(sup.port) == (200, "v0"), 300, "the first revision (venv build)")
+        wait_for(lambda: get(sup.port) == (200, "v0"), 300, what="the first revision (venv build)")
         versions = ["v0"]
         latencies: list[float] = []
         with Load(sup.port, args.clients, args.rate, limit=args.deploys * 30 + 30) as load:
@@ -308,11 +292,11 @@ def throughput(args: argparse.Namespace, base: Path, cache: Path) -> list[float]
         sup = Supervisor(ws, cache, PAAS_RUNTIME=runtime, **env)
         direct = None
         try:
-            wait_for(lambda port=sup.port: get(port) == (200, "hi"), 300, f"the {runtime} app")
+            wait_for(lambda port=sup.port: get(port) == (200, "hi"), 300, what=f"the {runtime} app")
             # The same app, same command, same environment, on a port of its own.
             direct_port = free_port()
             direct = start_direct(runtime, ws, cache, direct_port)
-            wait_for(lambda port=direct_port: get(port) == (200, "hi"), 60, "the app served directly")
+            wait_for(lambda port=direct_port: get(port) == (200, "hi"), 60, what="the app served directly")
             for keep_alive in (False, True):
                 d, p = [], []
                 for _ in range(args.rounds):

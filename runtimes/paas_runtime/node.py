@@ -22,17 +22,15 @@ do: ES modules ignore it, and so does npm's ``.bin`` lookup.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import process
+from . import cache, process
 from .errors import BuildFailed
 from .strategy import Runtime
 
@@ -117,11 +115,8 @@ async def _install(
     path: Path, inputs: Mapping[str, bytes], npm: str, npm_cache: Path, env: Mapping[str, str]
 ) -> None:
     """``npm ci`` (or ``npm install`` without a lockfile) in a new directory, then publish it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_symlink():  # published once, its build since deleted
-        path.unlink(missing_ok=True)
-    build = Path(tempfile.mkdtemp(prefix=f".{path.name[:16]}.", dir=path.parent))
-    try:
+
+    async def fill(build: Path) -> None:
         os.chmod(build, 0o755)
         for name, data in inputs.items():
             (build / name).write_bytes(data)
@@ -132,14 +127,8 @@ async def _install(
             raise BuildFailed(f"npm {verb} exited with code {code}\n{tail}")
         # A package without dependencies gets no node_modules; the link needs a target.
         (build / "node_modules").mkdir(exist_ok=True)
-    except BaseException:
-        await asyncio.to_thread(shutil.rmtree, build, True)
-        raise
-    try:
-        os.symlink(build.name, path)
-    except FileExistsError:
-        log.info("node_modules %s was built by another supervisor meanwhile", path.name[:12])
-        await asyncio.to_thread(shutil.rmtree, build, True)
+
+    await cache.build_once(path, fill, "node_modules")
 
 
 def _read(path: Path) -> bytes | None:

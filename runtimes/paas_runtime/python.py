@@ -25,16 +25,14 @@ import importlib.util
 import logging
 import os
 import re
-import shutil
 import sys
-import tempfile
 import tomllib
 import venv
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import process
+from . import cache, process
 from .errors import BuildFailed
 from .strategy import Runtime
 
@@ -127,20 +125,10 @@ async def _build_venv(
     pip_cache: Path,
     env: Mapping[str, str],
 ) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_symlink():  # published once, its build since deleted
-        path.unlink(missing_ok=True)
-    build = Path(tempfile.mkdtemp(prefix=f".{path.name[:16]}.", dir=path.parent))
-    try:
+    async def fill(build: Path) -> None:
         await _install(build, worktree, requirements, extra, pip_cache, env)
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
-    try:
-        os.symlink(build.name, path)
-    except FileExistsError:
-        log.info("venv %s was built by another supervisor meanwhile", path.name[:12])
-        shutil.rmtree(build, ignore_errors=True)
+
+    await cache.build_once(path, fill, "venv")
 
 
 async def _install(
