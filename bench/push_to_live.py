@@ -29,6 +29,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def remove_cache_volume(data_dir: Path) -> None:
+    """The docker backend's dependency cache outlives apps; a bench's control plane does not."""
+    import docker
+
+    instance = (data_dir / "instance").read_text().strip()
+    client = docker.from_env()
+    for volume in client.volumes.list(filters={"label": f"paas.instance={instance}"}):
+        volume.remove(force=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edits", type=int, default=20)
@@ -67,6 +77,8 @@ def main() -> None:
             for app in (APP, "second"):
                 cp.api("DELETE", f"/apps/{app}")
             cp.stop()
+            if args.backend == "docker":
+                remove_cache_volume(cp.data_dir)
     p50, p95 = statistics.median(latencies), percentile(latencies, 0.95)
     print(f"backend: {args.backend}; edits: {len(latencies)}")
     print(f"git push duration: p50 {statistics.median(pushes):.3f} s  p95 {percentile(pushes, 0.95):.3f} s")
