@@ -26,9 +26,7 @@ runtime's default command, ``gunicorn app:app`` (one sync worker).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import http.client
-import json
 import os
 import re
 import shutil
@@ -44,6 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from helpers import free_port, wait_for  # noqa: E402
+from runtime_harness import Runtime, Workspace, get  # noqa: E402
 
 APP = """\
 from flask import Flask
@@ -63,80 +62,9 @@ process.on("SIGTERM", () => process.exit(0));
 NODE_PACKAGE = '{"name": "bench", "version": "1.0.0", "private": true, "scripts": {"start": "node server.js"}}\n'
 
 
-def get(port: int, timeout: float = 2.0) -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", "/", headers={"Connection": "close"})
-        response = conn.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        conn.close()
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-class Workspace:
-    """``.worktrees/<hash>`` and the ``current`` link, published as git-sync publishes."""
-
-    def __init__(self, root: Path) -> None:
-        self.root, self.link, self.published = root, root / "current", None
-        (root / ".worktrees").mkdir(parents=True)
-        self._n = 0
-
-    def write(self, files: dict[str, str]) -> str:
-        self._n += 1
-        rev = hashlib.sha1(f"{self._n}:{files}".encode()).hexdigest()
-        for name, body in files.items():
-            path = self.root / ".worktrees" / rev / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(body)
-        return rev
-
-    def publish(self, rev: str) -> None:
-        tmp = self.root / f".current-{rev}"
-        os.symlink(f".worktrees/{rev}", tmp)
-        os.rename(tmp, self.link)
-        previous, self.published = self.published, rev
-        if previous is not None:
-            shutil.rmtree(self.root / ".worktrees" / previous)
-
-
-class Supervisor:
-    def __init__(self, workspace: Workspace, cache: Path, **env: str) -> None:
-        self.port = free_port()
-        self.log = open(workspace.root / "runtime.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "paas_runtime"],
-            env={
-                **os.environ,
-                "PORT": str(self.port),
-                "PAAS_APP_DIR": str(workspace.link),
-                "PAAS_CACHE_DIR": str(cache),
-                **env,
-            },
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.state_file = workspace.root / ".paas-runtime.json"
-
-    def state(self) -> dict:
-        try:
-            return json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            return {}
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 class Load:
@@ -197,7 +125,7 @@ def out_of_order(records: list[tuple[float, float, str]], rank: dict[str, int]) 
 def deploys_under_load(args: argparse.Namespace, base: Path, cache: Path) -> None:
     ws = Workspace(base / "deploys")
     ws.publish(ws.write({"requirements.txt": "flask\n", "app.py": APP.format(text="v0")}))
-    sup = Supervisor(ws, cache, PAAS_RUNTIME="python")
+    sup = Runtime(ws, cache, PAAS_RUNTIME="python")
     try:
         wait_for(lambda: get(sup.port) == (200, "v0"), 300, what="the first revision (venv build)")
         versions = ["v0"]
@@ -289,7 +217,7 @@ def throughput(args: argparse.Namespace, base: Path, cache: Path) -> list[float]
     for label, files, runtime, env in apps:
         ws = Workspace(base / f"throughput-{runtime}")
         ws.publish(ws.write(files))
-        sup = Supervisor(ws, cache, PAAS_RUNTIME=runtime, **env)
+        sup = Runtime(ws, cache, PAAS_RUNTIME=runtime, **env)
         direct = None
         try:
             wait_for(lambda port=sup.port: get(port) == (200, "hi"), 300, what=f"the {runtime} app")

@@ -1,0 +1,132 @@
+"""A paas-runtime supervisor driven without git-sync: the test suite's and benches' harness.
+
+``Workspace`` lays out what git-sync maintains (``.worktrees/<hash>`` and a ``current`` link
+swapped by rename); ``Runtime`` runs one real ``paas-runtime`` process against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from helpers import free_port, wait_for
+
+_counter = itertools.count()
+
+
+def get(port: int, path: str = "/", timeout: float = 5.0) -> tuple[int, str]:
+    """One request on a new connection (no keep-alive), as a fresh client would."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+def try_get(port: int, path: str = "/") -> tuple[int, str] | None:
+    try:
+        return get(port, path, timeout=2.0)
+    except OSError:
+        return None
+
+
+class Workspace:
+    """What git-sync maintains: ``.worktrees/<hash>`` dirs and the ``current`` link.
+
+    Like git-sync, publishing a revision removes the worktree published before it at
+    once, while its instance may still be serving (and draining) from it.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.link = root / "current"
+        self.published: str | None = None
+        (root / ".worktrees").mkdir(parents=True)
+
+    def write(self, files: dict[str, str]) -> str:
+        """Write a worktree holding exactly ``files``; its name is a fake commit hash."""
+        rev = hashlib.sha1(f"{next(_counter)}:{files}".encode()).hexdigest()
+        worktree = self.root / ".worktrees" / rev
+        worktree.mkdir()
+        for name, body in files.items():
+            (worktree / name).parent.mkdir(parents=True, exist_ok=True)
+            (worktree / name).write_text(body)
+        return rev
+
+    def publish(self, rev: str) -> None:
+        """Point the link at ``rev`` the way git-sync does: rename a new link over the old."""
+        tmp = self.root / f".current-{rev}"
+        os.symlink(f".worktrees/{rev}", tmp)
+        os.rename(tmp, self.link)
+        previous, self.published = self.published, rev
+        if previous is not None and previous != rev:
+            shutil.rmtree(self.root / ".worktrees" / previous)
+
+
+class Runtime:
+    """One ``paas-runtime`` process; its output goes to a log file the test can show."""
+
+    def __init__(self, workspace: Workspace, cache_dir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.state_file = workspace.root / ".paas-runtime.json"
+        self.log_path = workspace.root / "runtime.log"
+        full_env = {
+            **os.environ,
+            "PORT": str(self.port),
+            "PAAS_APP_DIR": str(workspace.link),
+            "PAAS_CACHE_DIR": str(cache_dir),
+            "PAAS_HEALTH_TIMEOUT": "15",
+            **env,
+        }
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "paas_runtime"],
+                cwd=workspace.root,
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def state(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def wait_for_text(self, text: str, timeout: float = 60.0) -> None:
+        def served() -> bool:
+            answer = try_get(self.port)
+            return answer is not None and answer == (200, text)
+
+        wait_for(served, timeout, what=f"{text!r} on port {self.port}")
+
+    def wait_for_state(self, timeout: float = 30.0, **expected: Any) -> dict[str, Any]:
+        def matches() -> dict[str, Any] | None:
+            state = self.state()
+            return state if all(state.get(k) == v for k, v in expected.items()) else None
+
+        return wait_for(matches, timeout, what=f"state {expected}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
