@@ -42,7 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from helpers import free_port, wait_for  # noqa: E402
-from runtime_harness import Runtime, Workspace, get  # noqa: E402
+from runtime_harness import Load, Runtime, Workspace, get, out_of_order  # noqa: E402
 
 APP = """\
 from flask import Flask
@@ -65,61 +65,6 @@ NODE_PACKAGE = '{"name": "bench", "version": "1.0.0", "private": true, "scripts"
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-class Load:
-    """Loopback clients at a steady rate, bounded in time; records every answer."""
-
-    def __init__(self, port: int, clients: int, rate: float, limit: float) -> None:
-        self.port, self.rate, self.limit = port, rate, limit
-        self.records: list[tuple[float, float, str]] = []
-        self.failures: list[str] = []
-        self._done = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(i % 2 == 1,)) for i in range(clients)]
-
-    def __enter__(self) -> Load:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        for t in self._threads:
-            t.join()
-
-    def _run(self, keep_alive: bool) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        headers = {} if keep_alive else {"Connection": "close"}
-        deadline = time.monotonic() + self.limit
-        while not self._done.is_set() and time.monotonic() < deadline:
-            began = time.monotonic()
-            try:
-                conn.request("GET", "/", headers=headers)
-                response = conn.getresponse()
-                body = response.read().decode()
-            except (OSError, http.client.HTTPException) as e:
-                self.failures.append(repr(e))
-                conn.close()
-            else:
-                self.records.append((began, time.monotonic(), body))
-                if response.status != 200:
-                    self.failures.append(f"{response.status} {body[:60]!r}")
-                if not keep_alive:
-                    conn.close()
-            time.sleep(max(0.0, 1 / self.rate - (time.monotonic() - began)))
-        conn.close()
-
-
-def out_of_order(records: list[tuple[float, float, str]], rank: dict[str, int]) -> int:
-    """Requests that got an older revision although a request that ended before they began got a newer one."""
-    by_end = sorted(records, key=lambda r: r[1])
-    newest, i, bad = -1, 0, 0
-    for began, _, body in sorted(records, key=lambda r: r[0]):
-        while i < len(by_end) and by_end[i][1] < began:
-            newest = max(newest, rank.get(by_end[i][2], -1))
-            i += 1
-        bad += rank.get(body, -1) < newest
-    return bad
 
 
 def deploys_under_load(args: argparse.Namespace, base: Path, cache: Path) -> None:

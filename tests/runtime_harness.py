@@ -15,6 +15,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +132,69 @@ class Runtime:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+class Load:
+    """Steady traffic from loopback clients, each ``rate`` requests/s, until stopped (or 90 s).
+
+    Half the clients open a new connection per request, half keep theirs alive as
+    browsers do. Every request is recorded with when it began and ended.
+    """
+
+    def __init__(self, port: int, clients: int = 2, rate: float = 25.0, limit: float = 90.0) -> None:
+        self.port, self.rate, self.limit = port, rate, limit
+        self.records: list[tuple[float, float, str]] = []  # (began, ended, body)
+        self.failures: list[str] = []
+        self._done = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._client, args=(i % 2 == 1,), daemon=True) for i in range(clients)
+        ]
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        for thread in self._threads:
+            thread.join(10)
+
+    def bodies(self) -> list[str]:
+        return [body for _, _, body in self.records]
+
+    def _client(self, keep_alive: bool) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        headers = {} if keep_alive else {"Connection": "close"}
+        deadline = time.monotonic() + self.limit
+        try:
+            while not self._done.is_set() and time.monotonic() < deadline:
+                began = time.monotonic()
+                try:
+                    conn.request("GET", "/", headers=headers)
+                    response = conn.getresponse()
+                    body = response.read().decode()
+                except (OSError, http.client.HTTPException) as e:
+                    self.failures.append(f"{'keep-alive' if keep_alive else 'new connection'}: {e!r}")
+                    conn.close()
+                else:
+                    self.records.append((began, time.monotonic(), body))
+                    if response.status != 200:
+                        self.failures.append(f"{response.status} {body!r}")
+                    if not keep_alive:
+                        conn.close()
+                time.sleep(max(0.0, 1 / self.rate - (time.monotonic() - began)))
+        finally:
+            conn.close()
+
+
+def out_of_order(records: list[tuple[float, float, str]], rank: dict[str, int]) -> int:
+    """Requests that got an older revision although a request that ended before they began got a newer one."""
+    by_end = sorted(records, key=lambda r: r[1])
+    newest, i, bad = -1, 0, 0
+    for began, _, body in sorted(records, key=lambda r: r[0]):
+        while i < len(by_end) and by_end[i][1] < began:
+            newest = max(newest, rank.get(by_end[i][2], -1))
+            i += 1
+        bad += rank.get(body, -1) < newest
+    return bad

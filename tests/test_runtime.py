@@ -9,7 +9,6 @@ shares one dependency cache, so only the first builds flask's venv.
 
 from __future__ import annotations
 
-import http.client
 import os
 import signal
 import subprocess
@@ -23,7 +22,7 @@ import pytest
 
 import runtime_harness
 from helpers import wait_for
-from runtime_harness import Runtime, get, try_get
+from runtime_harness import Load, Runtime, get, out_of_order, try_get
 
 pytestmark = pytest.mark.slow
 
@@ -185,70 +184,12 @@ def revision_for(workspace: Workspace, runtime: str, text: str) -> str:
     return workspace.write({"index.html": text})
 
 
-class Load:
-    """Steady traffic from loopback clients, each ``rate`` requests/s, until stopped (or 90 s).
-
-    Half the clients open a new connection per request, half keep theirs alive as
-    browsers do. Every request is recorded with when it began and ended.
-    """
-
-    def __init__(self, port: int, clients: int = 2, rate: float = 25.0) -> None:
-        self.port, self.rate = port, rate
-        self.records: list[tuple[float, float, str]] = []  # (began, ended, body)
-        self.failures: list[str] = []
-        self._done = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._client, args=(i % 2 == 1,), daemon=True) for i in range(clients)
-        ]
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        for thread in self._threads:
-            thread.join(10)
-
-    def bodies(self) -> list[str]:
-        return [body for _, _, body in self.records]
-
-    def _client(self, keep_alive: bool) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        headers = {} if keep_alive else {"Connection": "close"}
-        deadline = time.monotonic() + 90
-        try:
-            while not self._done.is_set() and time.monotonic() < deadline:
-                began = time.monotonic()
-                try:
-                    conn.request("GET", "/", headers=headers)
-                    response = conn.getresponse()
-                    body = response.read().decode()
-                except (OSError, http.client.HTTPException) as e:
-                    self.failures.append(f"{'keep-alive' if keep_alive else 'new connection'}: {e!r}")
-                    conn.close()
-                else:
-                    self.records.append((began, time.monotonic(), body))
-                    if response.status != 200:
-                        self.failures.append(f"{response.status} {body!r}")
-                    if not keep_alive:
-                        conn.close()
-                time.sleep(max(0.0, 1 / self.rate - (time.monotonic() - began)))
-        finally:
-            conn.close()
-
-
 def assert_never_older_after_newer(records: list[tuple[float, float, str]], versions: list[str]) -> None:
     """A request begun after one that got version N ended gets N or newer, never older."""
     rank = {v: i for i, v in enumerate(versions)}
-    by_end = sorted(records, key=lambda r: r[1])
-    newest_ended, i = -1, 0
-    for began, _, body in sorted(records, key=lambda r: r[0]):
-        while i < len(by_end) and by_end[i][1] < began:
-            newest_ended = max(newest_ended, rank[by_end[i][2]])
-            i += 1
-        assert rank[body] >= newest_ended, f"{body!r} answered after {versions[newest_ended]!r} was served"
+    unknown = {body for _, _, body in records} - rank.keys()
+    assert not unknown, f"answers that are no version: {unknown}"
+    assert out_of_order(records, rank) == 0, "a request got an older version than one that had already ended"
 
 
 @pytest.mark.parametrize("kind", ["python", "node", "static"])

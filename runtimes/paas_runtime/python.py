@@ -107,7 +107,10 @@ class PythonRuntime(Runtime):
             log.info("reusing venv %s", key[:12])
         else:
             log.info("building venv %s", key[:12])
-            await _build_venv(path, worktree, requirements, extra, cache_dir / "pip", env)
+            pip_cache = cache_dir / "pip"
+            await cache.build_once(
+                path, lambda build: _install(build, worktree, requirements, extra, pip_cache, env), "venv"
+            )
 
         app_env = dict(env)
         app_env.pop("PYTHONHOME", None)
@@ -115,20 +118,6 @@ class PythonRuntime(Runtime):
         app_env["PATH"] = os.pathsep.join([str(path / "bin"), env.get("PATH", os.defpath)])
         app_env.setdefault("PYTHONUNBUFFERED", "1")
         return app_env
-
-
-async def _build_venv(
-    path: Path,
-    worktree: Path,
-    requirements: Requirements,
-    extra: tuple[str, ...],
-    pip_cache: Path,
-    env: Mapping[str, str],
-) -> None:
-    async def fill(build: Path) -> None:
-        await _install(build, worktree, requirements, extra, pip_cache, env)
-
-    await cache.build_once(path, fill, "venv")
 
 
 async def _install(
