@@ -192,16 +192,30 @@ def assert_never_older_after_newer(records: list[tuple[float, float, str]], vers
     assert out_of_order(records, rank) == 0, "a request got an older version than one that had already ended"
 
 
-@pytest.mark.parametrize("kind", ["python", "node", "static"])
+#: How each kind is started, and how the public port reaches it: the app accepts on it
+#: itself (gunicorn's sync worker, Node.js) or the supervisor's proxy passes it on (an
+#: app without a handoff adapter, or one whose server keeps connections alive).
+KINDS = {
+    "python": ({"PAAS_RUNTIME": "python"}, "direct"),
+    "node": ({"PAAS_RUNTIME": "node"}, "direct"),
+    "static": ({"PAAS_RUNTIME": "static"}, "proxied"),
+    "gthread": ({"PAAS_RUNTIME": "python", "PAAS_RUN": "gunicorn -k gthread --threads 4 app:app"}, "proxied"),
+}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
 def test_no_request_fails_across_five_swaps_under_load(start, workspace, kind):
-    workspace.publish(revision_for(workspace, kind, "v0"))
-    runtime = start(PAAS_RUNTIME=kind)
+    env, traffic = KINDS[kind]
+    code = {"gthread": "python"}.get(kind, kind)
+    workspace.publish(revision_for(workspace, code, "v0"))
+    runtime = start(**env)
     runtime.wait_for_text("v0", timeout=120)
+    assert runtime.state()["traffic"] == traffic
     versions = ["v0", "v1", "v2", "v3", "v4", "v5"]
 
     with Load(runtime.port, clients=3) as load:  # 3 clients x 25 requests/s
         for version in versions[1:]:
-            workspace.publish(revision_for(workspace, kind, version))
+            workspace.publish(revision_for(workspace, code, version))
             runtime.wait_for_text(version, timeout=20)
             wait_for(lambda v=version: load.bodies().count(v) >= 10, 10, what=f"traffic on {version}")
 
@@ -210,6 +224,7 @@ def test_no_request_fails_across_five_swaps_under_load(start, workspace, kind):
     assert_never_older_after_newer(load.records, versions)
     span = load.records[-1][1] - load.records[0][0]
     assert len(load.records) / span >= 50, f"{len(load.records)} requests in {span:.1f} s"
+    assert runtime.state()["traffic"] == traffic
 
 
 def test_the_old_instance_finishes_requests_in_flight(start, workspace):
@@ -218,6 +233,7 @@ def test_the_old_instance_finishes_requests_in_flight(start, workspace):
     # No grace of its own: only the supervisor's drain can save the slow request.
     runtime = start(PAAS_RUN="gunicorn --graceful-timeout 0 app:app")
     runtime.wait_for_text("old", timeout=120)
+    assert runtime.state()["traffic"] == "direct"  # the supervisor never sees the request
 
     answers: list[tuple[int, str]] = []
     slow = threading.Thread(target=lambda: answers.append(get(runtime.port, "/slow?seconds=2")))
@@ -229,8 +245,11 @@ def test_the_old_instance_finishes_requests_in_flight(start, workspace):
             10,
             what="the slow request to reach the app",
         )
-        workspace.publish(workspace.revision("new"))
-        runtime.wait_for_text("new", timeout=15)
+        new = workspace.revision("new")
+        workspace.publish(new)
+        # Watched in the state file: a request now would queue behind the slow one.
+        runtime.wait_for_state(serving=new, timeout=15)
+        assert get(runtime.port) == (200, "new")
     finally:
         slow.join(15)
     assert answers == [(200, "old")]

@@ -17,7 +17,15 @@ from typing import Any
 from test_runtime import get
 
 from helpers import free_port, wait_for
+from paas_runtime.port import PublicPort
 from paas_runtime.proxy import Backend, Proxy
+
+
+def _started_proxy() -> Proxy:
+    """A proxy on a public port of its own (listener 0 of its group)."""
+    proxy = Proxy(PublicPort(free_port()).proxy_listener)
+    proxy.start()
+    return proxy
 
 
 def _serve_proxy(backend: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any], client):
@@ -25,8 +33,7 @@ def _serve_proxy(backend: Callable[[asyncio.StreamReader, asyncio.StreamWriter],
 
     async def scenario() -> Any:
         server = await asyncio.start_server(backend, "127.0.0.1", 0)
-        proxy = Proxy(free_port())
-        await proxy.start()
+        proxy = _started_proxy()
         proxy.switch(Backend(server.sockets[0].getsockname()[1]))
         try:
             return await asyncio.to_thread(client, proxy.port)
@@ -107,8 +114,7 @@ def _two_backends(client: Callable[[Proxy, Backend, Backend], Any]) -> Any:
 
     async def scenario() -> Any:
         servers = [await asyncio.start_server(_Tagged(tag), "127.0.0.1", 0) for tag in ("old", "new")]
-        proxy = Proxy(free_port())
-        await proxy.start()
+        proxy = _started_proxy()
         old, new = (Backend(server.sockets[0].getsockname()[1]) for server in servers)
         proxy.switch(old)
         try:
@@ -158,8 +164,7 @@ def test_proxy_keeps_an_upgraded_connection_on_its_instance():
 
 def test_proxy_answers_503_without_an_instance_and_502_when_it_refuses():
     async def scenario() -> list[tuple[int, str]]:
-        proxy = Proxy(free_port())
-        await proxy.start()
+        proxy = _started_proxy()
         try:
             answers = [await asyncio.to_thread(get, proxy.port)]
             proxy.switch(Backend(free_port()))  # nothing listens there

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from . import cache, process
 from .errors import BuildFailed
+from .handoff import NODE_ADAPTER
 from .strategy import Runtime
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,9 @@ class NodeRuntime(Runtime):
             # under that name must not change what a running instance sees.
             os.symlink(os.path.realpath(installed / "node_modules"), own)
         app_env["PATH"] = os.pathsep.join([str(own / ".bin"), path])
+        # The handoff adapter (paas_runtime.handoff) is loaded into every node process.
+        require = f'--require "{NODE_ADAPTER}"'
+        app_env["NODE_OPTIONS"] = f"{env['NODE_OPTIONS']} {require}" if env.get("NODE_OPTIONS") else require
         return app_env
 
     async def _node_version(self, node: str, env: Mapping[str, str]) -> str:

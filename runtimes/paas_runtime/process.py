@@ -34,9 +34,17 @@ class ProcessGroup:
 
     @classmethod
     async def start(
-        cls, argv: Sequence[str], cwd: Path, env: Mapping[str, str], echo: bool = True
+        cls,
+        argv: Sequence[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        echo: bool = True,
+        pass_fds: Sequence[int] = (),
     ) -> ProcessGroup:
-        """Start ``argv`` in a session of its own; ``echo``: pass its output to ours."""
+        """Start ``argv`` in a session of its own; ``echo``: pass its output to ours.
+
+        ``pass_fds`` are inherited under the same numbers.
+        """
         proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=cwd,
@@ -45,6 +53,7 @@ class ProcessGroup:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=pass_fds,
         )
         return cls(proc, Output(echo=echo))
 
@@ -113,6 +122,54 @@ class ProcessGroup:
             pass
 
 
+def _members(pgid: int) -> list[str]:
+    """PIDs of the live (not zombie) processes of group ``pgid``; OSError without /proc."""
+    members = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # Fields after the command name, which may itself hold spaces and ")".
+        state, _ppid, pgrp = stat[stat.rindex(b")") + 2 :].split()[:3]
+        if int(pgrp) == pgid and state not in (b"Z", b"X"):
+            members.append(pid)
+    return members
+
+
+def connections(pgid: int, port: int) -> int:
+    """TCP connections on local ``port`` that processes of group ``pgid`` hold open."""
+    inodes: set[str] = set()
+    for pid in _members(pgid):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)  # the header
+                for line in f:
+                    fields = line.split()
+                    # local address "ADDR:PORT" in hex, state 0A is LISTEN, inode is field 9
+                    if fields[3] != "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+                        count += 1
+        except OSError:
+            continue
+    return count
+
+
 def group_alive(pgid: int) -> bool:
     """Whether any process of group ``pgid`` still runs (zombies do not count).
 
@@ -125,20 +182,9 @@ def group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     try:
-        pids = [entry for entry in os.listdir("/proc") if entry.isdigit()]
+        return bool(_members(pgid))
     except OSError:  # no procfs: trust the signal
         return True
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # Fields after the command name, which may itself hold spaces and ")".
-        state, _ppid, pgrp = stat[stat.rindex(b")") + 2 :].split()[:3]
-        if int(pgrp) == pgid and state not in (b"Z", b"X"):
-            return True
-    return False
 
 
 async def run(

@@ -1,8 +1,9 @@
-"""The public port: a TCP proxy that hands each new connection to the current instance.
+"""The supervisor's TCP proxy: hands each connection it accepts to the current instance.
 
-The supervisor binds ``PORT`` once and keeps it for its whole life, so a
-deploy never has a moment with nobody listening: switching traffic is just
-:meth:`Proxy.switch`. Connections are spliced byte for byte (no HTTP
+It serves listener 0 of the public port (:mod:`paas_runtime.port`): the
+connections of instances that do not accept on the port themselves, the
+``503`` while nothing serves, and what a stopped instance left queued on its
+slot. Switching where it sends them is just :meth:`Proxy.switch`. Connections are spliced byte for byte (no HTTP
 parsing); a request in flight stays with the instance it was handed to,
 which is what lets an old instance drain, and a kept-alive HTTP connection
 moves to the current instance between two requests (see
@@ -28,13 +29,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import os
 import re
 import select
 import socket
 import threading
 
-from .errors import ListenFailed
 from .reactor import Reactor, Timer
 
 #: Bytes moved per ``recv``: large, so bulk transfers take few trips through Python.
@@ -113,15 +112,15 @@ class Backend:
 
 
 class Proxy:
-    """Listens on the public port; new connections go to the current backend (503 if none)."""
+    """Accepts on its listener; new connections go to the current backend (503 if none)."""
 
-    def __init__(self, port: int) -> None:
-        self.port = port
+    def __init__(self, listener: socket.socket) -> None:
+        self.port: int = listener.getsockname()[1]
         self._backend: Backend | None = None
         # Held while a connection picks its backend, so that after switch()
         # returns no new connection can land on the previous one.
         self._lock = threading.Lock()
-        self._listener: socket.socket | None = None
+        self._listener = listener
         self._reactor = Reactor()
         # One read buffer serves every connection: the reactor runs one
         # callback at a time and each writes out (or copies) what it read.
@@ -144,32 +143,20 @@ class Proxy:
                 backend.acquire()
             return backend
 
-    async def start(self) -> None:
-        """Listen on every address, IPv4 and (where the host has it) IPv6."""
-        dualstack = socket.has_dualstack_ipv6()
-        try:
-            self._listener = socket.create_server(
-                ("", self.port),
-                family=socket.AF_INET6 if dualstack else socket.AF_INET,
-                backlog=1024,
-                dualstack_ipv6=dualstack,
-            )
-        except OSError as e:
-            reason = os.strerror(e.errno) if e.errno else str(e)
-            raise ListenFailed(f"cannot listen on port {self.port}: {reason}") from e
-        self._listener.setblocking(False)
+    def start(self) -> None:
         self._reactor.register(self._listener.fileno(), _IN, self._accept)
         self._reactor.start()
 
+    def adopt(self, clients: list[socket.socket]) -> None:
+        """Take over connections accepted elsewhere (non-blocking), as if accepted here."""
+        if clients:
+            self._reactor.call_soon_threadsafe(lambda: [self._serve(c) for c in clients])
+
     def close(self) -> None:
-        """Stop accepting and stop the proxy's thread."""
-        if self._listener is not None:
-            self._reactor.stop()
-            self._listener.close()
-            self._listener = None
+        """Stop the proxy's thread (the listener is the public port's to close)."""
+        self._reactor.stop()
 
     def _accept(self, mask: int) -> None:
-        assert self._listener is not None
         for _ in range(ACCEPT_BATCH):
             try:
                 client, _ = self._listener.accept()
@@ -183,12 +170,14 @@ class Proxy:
                     return
                 continue  # the client gave up before we got to it
             client.setblocking(False)
-            _nodelay(client)
-            _Connection(self, self._reactor, client)
+            self._serve(client)
+
+    def _serve(self, client: socket.socket) -> None:
+        _nodelay(client)
+        _Connection(self, self._reactor, client)
 
     def _resume_accepting(self) -> None:
-        if self._listener is not None:
-            self._reactor.modify(self._listener.fileno(), _IN)
+        self._reactor.modify(self._listener.fileno(), _IN)
 
 
 def _nodelay(sock: socket.socket) -> None:

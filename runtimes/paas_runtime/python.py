@@ -6,9 +6,10 @@ Layout under ``PAAS_CACHE_DIR``::
     venvs/<key> -> .<key16>.<rnd>  the published venv (a symlink, see below)
     venvs/.<key16>.<rnd>/          the venv itself, built in place under a unique name
 
-``key`` is a sha256 over requirements.txt, pyproject.toml, the interpreter and
-any package the runtime adds (gunicorn), so revisions that leave their
-requirements alone start in a venv that is already there.
+``key`` is a sha256 over requirements.txt, pyproject.toml, the interpreter,
+any package the runtime adds (gunicorn) and the handoff adapter it adds (see
+:mod:`paas_runtime.handoff`), so revisions that leave their requirements alone
+start in a venv that is already there.
 
 A venv cannot be renamed after pip has run (console scripts carry its absolute
 path in their ``#!`` line), so it is built under its final, unique temporary
@@ -34,6 +35,7 @@ from pathlib import Path
 
 from . import cache, process
 from .errors import BuildFailed
+from .handoff import GUNICORN_ADAPTER
 from .strategy import Runtime
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,7 @@ class Requirements:
             b"pyproject.toml",
             self.pyproject_toml or b"",
             " ".join(extra).encode(),
+            GUNICORN_ADAPTER.read_bytes(),
         ):
             digest.update(len(part).to_bytes(8, "big") + part)
         return digest.hexdigest()
@@ -131,6 +134,7 @@ async def _install(
     # Without pip the venv takes ~0.2 s instead of seconds; our own pip installs into it.
     own_pip = importlib.util.find_spec("pip") is not None
     await asyncio.to_thread(venv.create, build, with_pip=not own_pip, symlinks=True)
+    _add_adapter(build)
     python = str(build / "bin" / "python")
     pip = [sys.executable, "-m", "pip", "--python", python] if own_pip else [python, "-m", "pip"]
 
@@ -154,6 +158,14 @@ async def _install(
     code, tail = await process.run(argv, worktree, env)
     if code != 0:
         raise BuildFailed(f"pip install exited with code {code}\n{tail}")
+
+
+def _add_adapter(venv_dir: Path) -> None:
+    """Put the gunicorn handoff adapter in the venv, imported at start-up by a ``.pth`` file."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site_packages = venv_dir / "lib" / version / "site-packages"
+    (site_packages / "_paas_handoff.py").write_bytes(GUNICORN_ADAPTER.read_bytes())
+    (site_packages / "_paas_handoff.pth").write_text("import _paas_handoff\n")
 
 
 def _read(path: Path) -> bytes | None:

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 Status = Literal["waiting", "building", "starting", "serving", "failed"]
 EventKind = Literal["deployed", "failed", "crashed", "restarted"]
+Traffic = Literal["direct", "proxied"]
 
 #: Events kept in the file, oldest dropped first.
 MAX_EVENTS = 20
@@ -58,6 +59,8 @@ class State:
     restarts: int = 0
     #: The runtime (python, node, static) of the serving revision.
     runtime: str | None = None
+    #: How the public port reaches it: "direct" (the app accepts on it) or "proxied".
+    traffic: Traffic | None = None
     events: list[Event] = field(default_factory=list)
     updated: float = field(default_factory=time.time)
 

@@ -10,6 +10,13 @@ Three kinds of work overlap, each its own task:
 
 Switching traffic itself is one synchronous step (:meth:`Supervisor._switch`),
 so whichever of a deploy and a restart finishes last decides what serves.
+
+Traffic reaches an instance one of two ways (:mod:`paas_runtime.port`): the
+kernel steers the public port's new connections to the instance's own
+listener, which the app accepts on directly once its adapter has taken it
+(:mod:`paas_runtime.handoff`), or to the supervisor's proxy, which passes them
+on to the instance's private port. The proxy also carries whatever an app that
+does not take its listener, a crash or a drain leaves to it.
 """
 
 from __future__ import annotations
@@ -22,10 +29,12 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from . import build, snapshot
+from . import build, process, snapshot
 from .build import Plan
 from .errors import DeployFailed, StartFailed
+from .handoff import Channel
 from .health import probe
+from .port import PublicPort, Slot
 from .process import ProcessGroup
 from .proxy import Backend, Proxy
 from .settings import Settings
@@ -36,6 +45,9 @@ log = logging.getLogger(__name__)
 
 #: How long an instance that traffic has left may finish its open connections.
 DRAIN_TIMEOUT = 10.0
+#: After a switch, how long a connection still handshaking may take to reach the old listener.
+HANDSHAKE_SETTLE = 0.02
+DRAIN_POLL = 0.02
 #: Pause between health probes of a starting instance.
 HEALTH_INTERVAL = 0.05
 BACKOFF_FIRST = 1.0
@@ -46,11 +58,13 @@ BACKOFF_RESET_AFTER = 30.0
 
 @dataclass(eq=False)
 class Instance:
-    """One running copy of a revision's app, and the proxy's handle on it."""
+    """One running copy of a revision's app, the proxy's handle on it and its slot of the port."""
 
     plan: Plan
     group: ProcessGroup
     backend: Backend
+    slot: Slot | None = None
+    channel: Channel | None = None
     #: Set once traffic has left it (or it is being stopped): its exit is expected.
     retiring: bool = False
 
@@ -58,11 +72,17 @@ class Instance:
     def name(self) -> str:
         return f"{self.plan.revision.hash[:12]} (pid {self.group.pid})"
 
+    @property
+    def direct(self) -> bool:
+        """Whether the app accepts on its slot itself (else it is reached through the proxy)."""
+        return self.slot is not None and self.channel is not None and self.channel.listening
+
 
 class Supervisor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.proxy = Proxy(settings.port)
+        self.port = PublicPort(settings.port)
+        self.proxy = Proxy(self.port.proxy_listener)
         self.state = StateFile(settings.state_file)
         self._target: Revision | None = None
         self._current: Instance | None = None
@@ -75,7 +95,7 @@ class Supervisor:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then stop every instance; raises ListenFailed."""
-        await self.proxy.start()
+        self.proxy.start()
         log.info("listening on port %d, following %s", self.settings.port, self.settings.app_dir)
         await asyncio.to_thread(snapshot.clear, snapshot.root_for(self.settings.app_dir))
         self.state.update(status="waiting")
@@ -138,11 +158,24 @@ class Supervisor:
         """
         port = _free_port()
         env = {**plan.env, "PORT": str(port), "HOST": "127.0.0.1"}
+        slot = self.port.take_slot()
+        channel = Channel() if slot is not None else None
+        fds: tuple[int, ...] = ()
+        if slot is not None and channel is not None:
+            fds = (slot.fd, channel.theirs.fileno())
+            env |= {
+                "PAAS_LISTEN_FD": str(fds[0]),
+                "PAAS_CONTROL_FD": str(fds[1]),
+                "PAAS_PUBLIC_PORT": str(self.settings.port),
+            }
         try:
-            group = await ProcessGroup.start(["/bin/sh", "-c", plan.command], plan.workdir, env)
+            group = await ProcessGroup.start(["/bin/sh", "-c", plan.command], plan.workdir, env, pass_fds=fds)
         except OSError as e:
+            self._release(slot, channel)
             raise StartFailed(f"cannot start {plan.command!r}: {e}") from e
-        instance = Instance(plan, group, Backend(port))
+        if channel is not None:
+            channel.started()
+        instance = Instance(plan, group, Backend(port), slot, channel)
         self._instances.add(instance)
         log.info("started %s on 127.0.0.1:%d: %s", instance.name, port, plan.command)
         try:
@@ -178,26 +211,48 @@ class Supervisor:
         """Send new connections to ``instance``; the previous one drains and stops."""
         old, self._current = self._current, instance
         self.proxy.switch(instance.backend)
+        self.port.steer(instance.slot if instance.direct else None)
         self._spawn(self._monitor(instance))
         if old is not None:
             old.retiring = True
+            if old.channel is not None:
+                # Right away, so that no request on a connection kept alive to it gets the old
+                # revision after one already got the new; not before the steering, or its
+                # adapter would forward requests back to itself.
+                old.channel.tell("retire")
             self._spawn(self._retire(old))
-        changes: dict[str, Any] = {"serving": instance.plan.revision.hash, "runtime": instance.plan.runtime}
+        changes: dict[str, Any] = {
+            "serving": instance.plan.revision.hash,
+            "runtime": instance.plan.runtime,
+            "traffic": "direct" if instance.direct else "proxied",
+        }
         if instance.plan.revision == self._target:
             changes.update(status="serving", failed=None)
         self.state.event(kind, instance.plan.revision.hash, message, **changes)
 
     async def _retire(self, instance: Instance) -> None:
-        if not await instance.backend.drained(DRAIN_TIMEOUT):
+        """Let the connections traffic has left finish, then stop the instance."""
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        if instance.direct:
+            assert instance.slot is not None
+            await asyncio.sleep(HANDSHAKE_SETTLE)
+            while (instance.slot.queued() or self._holds_connections(instance)) and time.monotonic() < deadline:
+                await asyncio.sleep(DRAIN_POLL)
+        if not await instance.backend.drained(max(0.0, deadline - time.monotonic())) or (
+            instance.direct and time.monotonic() >= deadline
+        ):
             log.warning(
-                "%s still has %d connection(s) after %g s; stopping it anyway",
-                instance.name,
-                instance.backend.connections,
-                DRAIN_TIMEOUT,
+                "%s still has open connections after %g s; stopping it anyway", instance.name, DRAIN_TIMEOUT
             )
         await self._stop(instance)
         log.info("stopped %s", instance.name)
         self._discard_unless_current(instance.plan)
+
+    def _holds_connections(self, instance: Instance) -> bool:
+        try:
+            return process.connections(instance.group.pid, self.settings.port) > 0
+        except OSError:  # no /proc to tell: the drain waits out its time
+            return True
 
     def _discard_unless_current(self, plan: Plan) -> None:
         if self._current is None or self._current.plan is not plan:
@@ -207,6 +262,21 @@ class Supervisor:
         instance.retiring = True
         await instance.group.stop()
         self._instances.discard(instance)
+        self._release(instance.slot, instance.channel)
+
+    def _release(self, slot: Slot | None, channel: Channel | None) -> None:
+        """The instance is gone: the proxy takes over what is left in its slot's queue."""
+        if channel is not None:
+            channel.close()
+        if slot is not None:
+            if self.port.steered is slot:
+                self.port.steer(None)
+            leftovers = slot.salvage()
+            if self._stopping:
+                for client in leftovers:
+                    client.close()
+            else:
+                self.proxy.adopt(leftovers)
 
     # -- crashes ---------------------------------------------------------------
 
@@ -218,6 +288,7 @@ class Supervisor:
         if self._current is instance:
             self._current = None
             self.proxy.switch(None)
+        self._release(instance.slot, instance.channel)
         if instance.group.uptime >= BACKOFF_RESET_AFTER:
             self._backoff = BACKOFF_FIRST
         log.warning(
@@ -227,7 +298,7 @@ class Supervisor:
             instance.group.uptime,
             self._backoff,
         )
-        changes: dict[str, Any] = {"serving": None, "runtime": None}
+        changes: dict[str, Any] = {"serving": None, "runtime": None, "traffic": None}
         if instance.plan.revision == self._target and self._deploy_idle():
             changes["status"] = "starting"
         self.state.event(
@@ -303,6 +374,7 @@ class Supervisor:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.port.close()
         await asyncio.to_thread(snapshot.clear, snapshot.root_for(self.settings.app_dir))
         log.info("stopped")
 
