@@ -156,6 +156,10 @@ def status(ctx: Context, name: str) -> None:
         f"release:   {_release(app['release'])}",
         f"revision:  {app['revision'] or '-'}",
     ]
+    traffic = (app.get("runtime_state") or {}).get("traffic")
+    if traffic:
+        how = "the app accepts on it" if traffic == "direct" else "through the runtime's proxy"
+        lines.append(f"traffic:   {traffic} ({how})")
     failed = (app.get("runtime_state") or {}).get("failed")
     if failed and failed.get("revision") != app["revision"]:
         lines.append(f"last failure ({(failed.get('revision') or '')[:12]}):")

@@ -130,6 +130,11 @@ class ControlPlane:
         assert response.status_code == 201, response.text
         return response.json()
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        """The real `paas` command, configured by `paas up` as a user's would be."""
+        return subprocess.run([sys.executable, "-m", "paas.cli", *args], env=self.env, capture_output=True,
+                              text=True, timeout=60)
+
     def push(self, repo: Path, app: str, ref: str = "main", check: bool = True) -> subprocess.CompletedProcess:
         return git("push", f"{self.url}/git/{app}.git", ref, cwd=repo, env=auth_env(self.token), check=check)
 

@@ -62,6 +62,10 @@ def test_push_deploys_then_an_edit_goes_live(deployed):
     app = status(cp)
     assert app["revision"] == head(repo) and app["state"] == "running"
     assert {c["name"]: c["state"] for c in app["containers"]} == {"git-sync": "running", "runtime": "running"}
+    # gunicorn accepts on the pod's port itself (the runtime's handoff), not through its proxy.
+    shown = cp.cli("status", APP)
+    assert shown.returncode == 0, shown.stderr
+    assert "traffic:   direct (the app accepts on it)" in shown.stdout
 
 
 def test_non_fast_forward_push_is_refused_and_old_release_keeps_serving(deployed):

@@ -7,10 +7,10 @@ import pytest
 from helpers import SAMPLES, commit_change, get_text, git, sample_repo, wait_for
 
 pytestmark = pytest.mark.slow
-# sample, file to edit, text served before the edit
+# sample: file to edit, text served before the edit, how the runtime's port reaches it
 CASES = {
-    "hello-node": ("server.js", "from paas"),
-    "hello-static": ("index.html", "Hello from paas!"),
+    "hello-node": ("server.js", "from paas", "direct"),
+    "hello-static": ("index.html", "Hello from paas!", "proxied"),
 }
 BACKENDS = [
     pytest.param("control_plane", id="local"),
@@ -19,7 +19,7 @@ BACKENDS = [
 
 
 def deploy_and_edit(cp, tmp_path, sample: str, name: str, manifest: str) -> None:
-    path, text = CASES[sample]
+    path, text, traffic = CASES[sample]
     repo = sample_repo(sample, tmp_path / name)
     url = cp.create(manifest)["url"]
     cp.push(repo, name)
@@ -28,6 +28,7 @@ def deploy_and_edit(cp, tmp_path, sample: str, name: str, manifest: str) -> None
     cp.push(repo, name)
     wait_for(lambda: "paas, edited" in (get_text(url) or ""), 60, 0.1, f"{name} edit served")
     wait_for(lambda: cp.api("GET", f"/apps/{name}").json()["release"]["status"] == "live", 10, what="live")
+    assert cp.api("GET", f"/apps/{name}").json()["runtime_state"]["traffic"] == traffic
     assert cp.api("DELETE", f"/apps/{name}").status_code == 200
 
 
