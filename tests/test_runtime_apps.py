@@ -6,6 +6,7 @@ these tests use): the real supervisor on loopback, a git-sync-like workspace.
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import subprocess
@@ -57,6 +58,38 @@ def greet_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
     serve.chmod(0o755)
     subprocess.run(["npm", "pack", "--silent", str(package)], cwd=root, check=True, capture_output=True, timeout=60)
     return root / "greet-1.0.0.tgz"
+
+
+ECHO_MARK_APP = """\
+const http = require("node:http");
+http
+  .createServer((req, res) => res.end({text!r} + (Object.keys(req.headers).some((h) => h.includes("paas")) ? " +mark" : "")))
+  .listen(Number(process.env.PORT), process.env.HOST);
+"""
+
+
+def test_a_kept_alive_node_connection_gets_the_new_revision_after_a_switch(start, workspace):
+    workspace.publish(workspace.write({"package.json": NODE_PACKAGE, "server.js": ECHO_MARK_APP.format(text="one")}))
+    runtime = start(PAAS_RUNTIME="node")
+    runtime.wait_for_text("one", timeout=60)
+    assert runtime.state()["traffic"] == "direct"  # the old instance holds the client's connection
+    conn = http.client.HTTPConnection("127.0.0.1", runtime.port, timeout=5)
+    conn.request("GET", "/")
+    first = conn.getresponse()
+    assert (first.read(), first.getheader("Connection")) == (b"one", "keep-alive")
+    sock = conn.sock
+
+    two = workspace.write({"package.json": NODE_PACKAGE, "server.js": ECHO_MARK_APP.format(text="two")})
+    workspace.publish(two)
+    runtime.wait_for_state(serving=two, timeout=30)
+    conn.request("GET", "/")
+    second = conn.getresponse()
+    # Forwarded by the old instance to the new one, without the mark reaching the app, and
+    # the connection ends there: the client's next one goes to the new instance directly.
+    assert (second.read(), second.getheader("Connection")) == (b"two", "close")
+    assert conn.sock is None or conn.sock is sock
+    conn.close()
+    assert get(runtime.port) == (200, "two")
 
 
 def package_json(tarball: Path, start_script: str) -> str:

@@ -67,9 +67,13 @@ if (listenFd > 2 && controlFd > 2 && privatePort > 0 && publicPort > 0 && isSock
   const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
   const endToEnd = (headers) => Object.fromEntries(Object.entries(headers).filter(([name]) => !HOP_BY_HOP.has(name)));
 
+  // Marks a forwarded request, so that it is never forwarded twice (should the port
+  // still lead back here) and the app never sees the mark.
+  const FORWARDED = 'x-paas-runtime-forwarded';
   const forward = (req, res) => {
+    const headers = { ...endToEnd(req.headers), [FORWARDED]: '1' };
     const upstream = http.request(
-      { host: '127.0.0.1', port: publicPort, method: req.method, path: req.url, headers: endToEnd(req.headers), agent: false },
+      { host: '127.0.0.1', port: publicPort, method: req.method, path: req.url, headers, agent: false },
       (answer) => {
         res.writeHead(answer.statusCode, answer.statusMessage, { ...endToEnd(answer.headers), connection: 'close' });
         answer.pipe(res);
@@ -94,9 +98,14 @@ if (listenFd > 2 && controlFd > 2 && privatePort > 0 && publicPort > 0 && isSock
     if (server instanceof http.Server) {
       const emit = server.emit;
       server.emit = function (event, ...args) {
-        if (event === 'request' && retired) {
-          forward(...args);
-          return true;
+        if (event === 'request') {
+          const headers = args[0].headers;
+          if (headers[FORWARDED] !== undefined) {
+            delete headers[FORWARDED];
+          } else if (retired) {
+            forward(...args);
+            return true;
+          }
         }
         return emit.call(this, event, ...args);
       };
