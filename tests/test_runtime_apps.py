@@ -6,9 +6,12 @@ these tests use): the real supervisor on loopback, a git-sync-like workspace.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import os
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import test_runtime
 from test_runtime import NODE_APP, NODE_PACKAGE, get
 
 from helpers import wait_for
+from paas_runtime.handoff import NODE_ADAPTER
 
 # The fixtures of tests/test_runtime.py, used here as they are.
 cache_dir = test_runtime.cache_dir
@@ -90,6 +94,37 @@ def test_a_kept_alive_node_connection_gets_the_new_revision_after_a_switch(start
     assert conn.sock is None or conn.sock is sock
     conn.close()
     assert get(runtime.port) == (200, "two")
+
+
+def test_node_adapter_leaves_module_resolution_alone(tmp_path):
+    """A bin linked into node_modules/.bin still runs from its real path under the adapter.
+
+    Node's realpath trusts a stat array that any fstat overwrites: the adapter once left a
+    socket's mode there, and Node then stopped resolving the main module at the first path
+    component it had cached (one it shares with the adapter's own path, as here).
+    """
+    adapter = tmp_path / "node_handoff.js"
+    shutil.copy(NODE_ADAPTER, adapter)
+    package = tmp_path / "pkg"
+    (package / "bin").mkdir(parents=True)
+    (package / "package.json").write_text('{"name": "pkg", "main": "index.js"}')
+    (package / "index.js").write_text('module.exports = "resolved from the real path";\n')
+    (package / "bin" / "run.js").write_text('console.log(require(".."));\n')
+    bin_dir = tmp_path / "app" / "node_modules" / ".bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "run").symlink_to("../../../pkg/bin/run.js")
+    with socket.create_server(("127.0.0.1", 0)) as listener, contextlib.ExitStack() as stack:
+        ours, theirs = (stack.enter_context(s) for s in socket.socketpair())
+        env = os.environ | {
+            "NODE_OPTIONS": f'--require "{adapter}"',
+            "PAAS_LISTEN_FD": str(listener.fileno()),
+            "PAAS_CONTROL_FD": str(theirs.fileno()),
+            "PORT": "1",
+            "PAAS_PUBLIC_PORT": str(listener.getsockname()[1]),
+        }
+        result = subprocess.run(["node", str(bin_dir / "run")], env=env, pass_fds=(listener.fileno(), theirs.fileno()),
+                                capture_output=True, text=True, timeout=30)
+    assert result.stdout.strip() == "resolved from the real path", result.stderr
 
 
 def package_json(tarball: Path, start_script: str) -> str:

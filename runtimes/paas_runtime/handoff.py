@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 ADAPTERS = Path(__file__).parent / "adapters"
 GUNICORN_ADAPTER = ADAPTERS / "gunicorn_handoff.py"
 NODE_ADAPTER = ADAPTERS / "node_handoff.js"
+MAX_LINE = 4096
 
 
 class Channel:
@@ -48,9 +49,7 @@ class Channel:
     def __init__(self) -> None:
         self._ours, self.theirs = socket.socketpair()
         self._ours.setblocking(False)
-        self.theirs.set_inheritable(True)
         self.listening = False
-        self.declined: str | None = None
         self._reader: asyncio.Task[None] | None = None
 
     def started(self) -> None:
@@ -70,6 +69,7 @@ class Channel:
                 return
             pending += data
             *lines, pending = pending.split(b"\n")
+            pending = pending[-MAX_LINE:]  # the app's own process writes here: bound what it can make us keep
             for line in lines:
                 self._hear(line.decode(errors="replace").strip())
 
@@ -78,7 +78,6 @@ class Channel:
         if word == "listening":
             self.listening = True
         elif word == "declined":
-            self.declined = rest
             log.info("the app's adapter declined the public port (%s); serving it through the proxy", rest)
 
     def tell(self, word: str) -> None:

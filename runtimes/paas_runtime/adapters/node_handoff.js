@@ -17,7 +17,11 @@ const publicPort = Number(process.env.PAAS_PUBLIC_PORT);
 
 const isSocket = (fd) => {
   try {
-    return require('node:fs').fstatSync(fd).isSocket();
+    // bigint: a plain fstat would leave a socket's mode in the array fs.realpathSync
+    // reads for path components it has cached, and Node would then stop resolving
+    // the app's main module at the first cached component (a symlinked bin in
+    // node_modules/.bin would not be followed).
+    return require('node:fs').fstatSync(fd, { bigint: true }).isSocket();
   } catch {
     return false;
   }
