@@ -176,3 +176,26 @@ def test_proxy_answers_503_without_an_instance_and_502_when_it_refuses():
     (none, refused) = asyncio.run(asyncio.wait_for(scenario(), 30))
     assert none[0] == 503
     assert refused[0] == 502
+
+
+def test_proxy_serves_connections_accepted_elsewhere():
+    """What a stopped instance left queued on its slot is handed to the proxy (Proxy.adopt)."""
+
+    def client(proxy: Proxy, old: Backend, new: Backend) -> list[str]:
+        proxy.switch(new)
+        with socket.create_server(("127.0.0.1", 0)) as slot:
+            conns = [http.client.HTTPConnection(*slot.getsockname(), timeout=5) for _ in range(2)]
+            for conn in conns:
+                conn.connect()
+            accepted = [slot.accept()[0] for _ in conns]
+            for sock in accepted:
+                sock.setblocking(False)
+            proxy.adopt(accepted)
+            bodies = []
+            for conn in conns:
+                conn.request("GET", "/")
+                bodies.append(conn.getresponse().read().decode())
+                conn.close()
+            return bodies
+
+    assert _two_backends(client) == ["new", "new"]

@@ -149,8 +149,12 @@ class Proxy:
 
     def adopt(self, clients: list[socket.socket]) -> None:
         """Take over connections accepted elsewhere (non-blocking), as if accepted here."""
+        def serve_all() -> None:
+            for client in clients:
+                self._serve(client)
+
         if clients:
-            self._reactor.call_soon_threadsafe(lambda: [self._serve(c) for c in clients])
+            self._reactor.call_soon_threadsafe(serve_all)
 
     def close(self) -> None:
         """Stop the proxy's thread (the listener is the public port's to close)."""
