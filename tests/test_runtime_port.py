@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from helpers import free_port, wait_for
-from paas_runtime.port import PublicPort, Slot
+from paas_runtime.port import PublicPort, Slot, accept_queue
 
 
 @pytest.fixture
@@ -26,11 +26,7 @@ def connect(port: int) -> socket.socket:
 
 def queued(public: PublicPort, slots: list[Slot]) -> list[int]:
     """Accept-queue lengths: the proxy's listener first, then each slot's."""
-    return [_queued(public.proxy_listener), *(slot.queued() for slot in slots)]
-
-
-def _queued(sock: socket.socket) -> int:
-    return Slot(sock, 0).queued()
+    return [accept_queue(public.proxy_listener), *(slot.queued() for slot in slots)]
 
 
 def test_new_connections_go_to_the_steered_listener_only(public):

@@ -37,6 +37,12 @@ BACKLOG = 1024
 _TCPI_UNACKED = 24
 
 
+def accept_queue(listener: socket.socket) -> int:
+    """Connections waiting in ``listener``'s accept queue."""
+    info = listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    return struct.unpack_from("I", info, _TCPI_UNACKED)[0]
+
+
 class Slot:
     """One app instance's listener in the group; ``index`` is its place there."""
 
@@ -51,8 +57,7 @@ class Slot:
 
     def queued(self) -> int:
         """Connections waiting in this listener's accept queue."""
-        info = self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
-        return struct.unpack_from("I", info, _TCPI_UNACKED)[0]
+        return accept_queue(self.sock)
 
     def salvage(self) -> list[socket.socket]:
         """Accept what is left in the queue (its instance is gone); the slot is free again."""

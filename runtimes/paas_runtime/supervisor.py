@@ -159,9 +159,10 @@ class Supervisor:
         port = _free_port()
         env = {**plan.env, "PORT": str(port), "HOST": "127.0.0.1"}
         slot = self.port.take_slot()
-        channel = Channel() if slot is not None else None
+        channel: Channel | None = None
         fds: tuple[int, ...] = ()
-        if slot is not None and channel is not None:
+        if slot is not None:
+            channel = Channel()
             fds = (slot.fd, channel.theirs.fileno())
             env |= {
                 "PAAS_LISTEN_FD": str(fds[0]),
@@ -233,20 +234,30 @@ class Supervisor:
     async def _retire(self, instance: Instance) -> None:
         """Let the connections traffic has left finish, then stop the instance."""
         deadline = time.monotonic() + DRAIN_TIMEOUT
-        if instance.direct:
-            assert instance.slot is not None
-            await asyncio.sleep(HANDSHAKE_SETTLE)
-            while (instance.slot.queued() or self._holds_connections(instance)) and time.monotonic() < deadline:
-                await asyncio.sleep(DRAIN_POLL)
-        if not await instance.backend.drained(max(0.0, deadline - time.monotonic())) or (
-            instance.direct and time.monotonic() >= deadline
-        ):
+        direct_drained = await self._direct_drained(instance, deadline)
+        if not (await instance.backend.drained(max(0.0, deadline - time.monotonic())) and direct_drained):
             log.warning(
                 "%s still has open connections after %g s; stopping it anyway", instance.name, DRAIN_TIMEOUT
             )
         await self._stop(instance)
         log.info("stopped %s", instance.name)
         self._discard_unless_current(instance.plan)
+
+    async def _direct_drained(self, instance: Instance, deadline: float) -> bool:
+        """Wait until nothing reaches the app on its slot any more; False if ``deadline`` came first.
+
+        Done when the slot's queue is empty and no process of the instance holds a
+        connection on the public port. Trivially true for a proxied instance.
+        """
+        if not instance.direct:
+            return True
+        assert instance.slot is not None
+        await asyncio.sleep(HANDSHAKE_SETTLE)
+        while instance.slot.queued() or self._holds_connections(instance):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(DRAIN_POLL)
+        return True
 
     def _holds_connections(self, instance: Instance) -> bool:
         try:
