@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,14 @@ from urllib.parse import urlsplit
 
 import click
 
+from paas import lock
 from paas.client import DEFAULT_URL, Client, read_config, write_config
 from paas.errors import PaasError
 from paas.names import check_app_name
 from paas.settings import BACKENDS, Settings
+
+EXIT_ERROR, EXIT_USAGE = 1, 2
+CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
 class UserError(click.ClickException):
@@ -24,7 +29,8 @@ class UserError(click.ClickException):
 
 
 class Group(click.Group):
-    """Turns the domain's errors into one line on stderr and exit status 1."""
+    """Turns the domain's errors into one line on stderr and exit status 1, and usage
+    errors into one line and exit status 2 (never click's multi-line usage block)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -36,13 +42,36 @@ class Group(click.Group):
         except OSError as e:
             raise UserError(f"{e.strerror or e}: {e.filename}" if e.filename else str(e)) from None
 
+    def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:
+        extra.pop("standalone_mode", None)
+        try:
+            result = super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            where = f"paas {e.ctx.command_path.partition(' ')[2]}".strip() if e.ctx else "paas"
+            click.echo(f"error: {e.format_message()} (see `{where} -h`)", err=True)
+            sys.exit(EXIT_USAGE)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(EXIT_ERROR if e.exit_code == 1 else e.exit_code)
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(EXIT_ERROR)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        sys.exit(result if isinstance(result, int) else 0)
+
 
 class Context:
     def __init__(self, url: str | None, token: str | None, as_json: bool) -> None:
-        saved = read_config()
-        self.url = url or saved.get("url") or DEFAULT_URL
-        self.token = token or saved.get("token") or ""
-        self.as_json = as_json
+        self._url, self._token, self.as_json = url, token, as_json
+
+    @property
+    def url(self) -> str:
+        return self._url or read_config().get("url") or DEFAULT_URL
+
+    @property
+    def token(self) -> str:
+        return self._token or read_config().get("token") or ""
 
     @property
     def client(self) -> Client:
@@ -55,7 +84,28 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
-@click.group(cls=Group)
+def _after_command(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    """An option given after the command sets what the same option before it would."""
+
+    def store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        obj = ctx.find_object(Context)
+        if obj is not None and value not in (None, False):
+            setattr(obj, name, value)
+
+    return store
+
+
+def global_options(command: Callable) -> Callable:
+    """`--url`, `--token` and `--json` on a command too, so they work after it as before it."""
+    for flag, name, is_flag in (("--json", "as_json", True), ("--token", "_token", False), ("--url", "_url", False)):
+        command = click.option(
+            flag, name, is_flag=is_flag, default=None if not is_flag else False, expose_value=False,
+            callback=_after_command(name), help=f"As `paas {flag}` before the command.",
+        )(command)
+    return command
+
+
+@click.group(cls=Group, context_settings=CONTEXT, invoke_without_command=True)
 @click.option(
     "--url", envvar="PAAS_URL", help="Control plane URL (default: from `paas up`, else localhost:8000)."
 )
@@ -64,16 +114,33 @@ pass_ctx = click.make_pass_decorator(Context)
 @click.version_option(package_name="paas")
 @click.pass_context
 def cli(ctx: click.Context, url: str | None, token: str | None, as_json: bool) -> None:
-    """paas: push code, get a running app."""
+    """paas: push code, get a running app.
+
+    Exit status: 0 done, 1 an error (one line on stderr), 2 a usage error.
+    """
     ctx.obj = Context(url, token, as_json)
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@cli.command(name="help")
+@click.argument("command", nargs=-1)
+@click.pass_context
+def help_command(ctx: click.Context, command: tuple[str, ...]) -> None:
+    """Show help for paas or for one of its commands."""
+    group: click.Command = cli
+    parent = ctx.parent or ctx
+    for name in command:
+        found = group.get_command(parent, name) if isinstance(group, click.Group) else None
+        if found is None:
+            raise click.UsageError(f"no such command {' '.join(command)!r}", ctx)
+        parent = click.Context(found, info_name=name, parent=parent)
+        group = found
+    click.echo(parent.get_help())
 
 
 @cli.command()
-@click.option(
-    "--host",
-    envvar="PAAS_HOST",
-    help="Address to listen on [default: 127.0.0.1; 0.0.0.0 with --backend docker].",
-)
+@click.option("--host", envvar="PAAS_HOST", help="Address to listen on [default: 127.0.0.1].")
 @click.option("--port", envvar="PAAS_PORT", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
     "--backend",
@@ -89,16 +156,28 @@ def cli(ctx: click.Context, url: str | None, token: str | None, as_json: bool) -
     type=click.Path(path_type=Path),
     help="Where apps, repos and pods live (default ~/.local/share/paas).",
 )
-def up(host: str | None, port: int, backend: str, data_dir: Path | None) -> None:
+@click.option(
+    "--apps-host", envvar="PAAS_APPS_HOST", help="Address app ports listen on [default: the --host address]."
+)
+def up(host: str | None, port: int, backend: str, data_dir: Path | None, apps_host: str | None) -> None:
     """Run the control plane (API, git server, console) in the foreground."""
     from paas.server.serve import ControlPlaneServer
 
-    settings = Settings.load({"host": host, "port": port, "backend": backend, "data_dir": data_dir})
+    settings = Settings.load(
+        {"host": host, "port": port, "backend": backend, "data_dir": data_dir, "apps_host": apps_host}
+    )
+    # First of all: a data directory a running control plane holds is left alone.
+    lock.acquire(settings.data_dir, settings.url)
     _check_port_free(settings.host, settings.port)
-    if settings.backend != "local":
+    also_on: tuple[str, ...] = ()
+    if settings.backend == "docker":
         from paas.backends import make_backend
+        from paas.backends.docker import images as docker_images
 
         make_backend(settings).close()  # fails here, in one sentence, if Docker or its images are missing
+        gateway = docker_images.bridge_gateway(docker_images.connect())
+        if gateway and settings.host.startswith("127.") and not settings.internal_url:
+            also_on = (gateway,)  # where pods reach the git server (host.docker.internal)
     settings = settings.with_token()
     config = write_config(settings.url, settings.token)
     click.echo(f"paas control plane ({settings.backend} backend), data in {settings.data_dir}")
@@ -106,7 +185,7 @@ def up(host: str | None, port: int, backend: str, data_dir: Path | None) -> None
     click.echo(f"token:    {settings.token}")
     click.echo(f"CLI configured in {config}; stop with Ctrl-C")
     click.echo(f"git push auth: git config --global credential.{settings.url}.helper '!paas git-credential'")
-    ControlPlaneServer(settings).run()
+    ControlPlaneServer(settings, also_on).run()
 
 
 @cli.command()
@@ -118,6 +197,7 @@ def up(host: str | None, port: int, backend: str, data_dir: Path | None) -> None
     type=click.Path(dir_okay=False, path_type=Path),
     help="The app's manifest (YAML or JSON).",
 )
+@global_options
 @pass_ctx
 def create(ctx: Context, path: Path) -> None:
     """Create an app from its manifest."""
@@ -127,54 +207,85 @@ def create(ctx: Context, path: Path) -> None:
     lines = [f"created {app['name']} on port {app['port']}: {app['url']}"]
     if app["manifest"]["source"]["repo"] is None:
         branch = app["manifest"]["source"]["ref"]
-        lines.append(f"deploy with: git push {ctx.url}/git/{app['name']}.git {branch}")
+        lines += [
+            "deploy it from your app's repository:",
+            f"  git remote add paas {ctx.url}/git/{app['name']}.git",
+            f"  git push -u paas {branch}       # then: edit, commit, git push",
+        ]
     ctx.emit(app, "\n".join(lines))
 
 
 @cli.command(name="list")
+@global_options
 @pass_ctx
 def list_apps(ctx: Context) -> None:
-    """List apps."""
+    """List apps: state, the release that serves, the latest release and its outcome."""
     apps = ctx.client.list()
-    rows = [("NAME", "STATE", "RELEASE", "REVISION", "URL")] + [
-        (a["name"], a["state"], _release(a["release"]), (a["revision"] or "")[:12], a["url"]) for a in apps
+    rows = [("NAME", "STATE", "SERVING", "LATEST", "URL")] + [
+        (a["name"], a["state"], _release(a["serving"], status=False), _release(a["latest"]), a["url"]) for a in apps
     ]
     ctx.emit(apps, _table(rows) if apps else "no apps yet: paas create -f paas.yaml")
 
 
 @cli.command()
 @click.argument("name")
+@global_options
 @pass_ctx
 def status(ctx: Context, name: str) -> None:
-    """Show an app's state, release, containers and recent events."""
+    """Show an app's state, what serves, the latest release, containers and recent events."""
     app = ctx.client.get(check_app_name(name))
+    ctx.emit(app, "\n".join(_status_lines(app)))
+
+
+def _status_lines(app: dict) -> list[str]:
+    runtime = app["runtime"] or "not known yet (detected from the code)"
+    if app["runtime_detected"]:
+        runtime += " (detected)"
+    serving = app["serving"]
     lines = [
         f"name:      {app['name']}",
         f"state:     {app['state']}",
         f"url:       {app['url']}",
-        f"runtime:   {app['runtime'] or 'detected'}",
-        f"release:   {_release(app['release'])}",
-        f"revision:  {app['revision'] or '-'}",
+        f"runtime:   {runtime}",
+        f"serving:   {_release_line(serving) if serving else '-'}",
+        f"latest:    {_release(app['latest']) if app['latest'] else '-'}",
     ]
-    traffic = (app.get("runtime_state") or {}).get("traffic")
-    if traffic:
-        how = "the app accepts on it" if traffic == "direct" else "through the runtime's proxy"
-        lines.append(f"traffic:   {traffic} ({how})")
-    failed = (app.get("runtime_state") or {}).get("failed")
-    if failed and failed.get("revision") != app["revision"]:
-        lines.append(f"last failure ({(failed.get('revision') or '')[:12]}):")
-        lines += [f"  {line}" for line in str(failed.get("reason", "")).splitlines()]
+    if app.get("traffic"):
+        how = "the app accepts on it" if app["traffic"] == "direct" else "through the runtime's proxy"
+        lines.append(f"traffic:   {app['traffic']} ({how})")
+    failure = app.get("last_failure")
+    if failure:
+        lines.append(f"last failure (v{failure['number']}, {failure['revision'][:12]}):")
+        lines += [f"  {line}" for line in str(failure.get("reason") or "").splitlines()]
+    if app.get("sync_error"):
+        lines.append(f"git-sync:  {app['sync_error']}")
     lines.append("containers:")
-    lines += [f"  {c['name']:<10} {c['state']:<10} restarts={c['restarts']}" for c in app["containers"]]
+    for c in app["containers"]:
+        exited = f" (last exit code {c['exit_code']})" if c.get("exit_code") is not None and c["restarts"] else ""
+        lines.append(f"  {c['name']:<10} {c['state']:<10} restarts={c['restarts']}{exited}")
     lines.append("events:")
     lines += [f"  {_when(e['time'])}  {e['message']}" for e in app["events"][:10]]
-    ctx.emit(app, "\n".join(lines))
+    return lines
+
+
+@cli.command()
+@click.argument("name")
+@global_options
+@pass_ctx
+def releases(ctx: Context, name: str) -> None:
+    """List an app's releases, newest first."""
+    found = ctx.client.releases(check_app_name(name))
+    rows = [("RELEASE", "STATUS", "REVISION", "CREATED", "MESSAGE")] + [
+        (f"v{r['number']}", r["status"], r["revision"][:12], _when(r["created"]), r["message"]) for r in found
+    ]
+    ctx.emit(found, _table(rows) if found else f"{name} has no releases yet: git push to deploy it")
 
 
 @cli.command()
 @click.argument("name")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("-n", "--tail", default=200, show_default=True, type=click.IntRange(0, 100_000))
+@global_options
 @pass_ctx
 def logs(ctx: Context, name: str, follow: bool, tail: int) -> None:
     """Print an app's logs (every container's)."""
@@ -187,28 +298,35 @@ def logs(ctx: Context, name: str, follow: bool, tail: int) -> None:
 
 @cli.command()
 @click.argument("name")
+@click.option("--yes", is_flag=True, help="Don't ask for the app's name (needed without a terminal).")
+@global_options
 @pass_ctx
-def delete(ctx: Context, name: str) -> None:
-    """Delete an app: its pod, repo, releases and logs."""
-    result = ctx.client.delete(check_app_name(name))
+def delete(ctx: Context, name: str, yes: bool) -> None:
+    """Delete an app: its pod, repo, releases and logs. Asks for the app's name first."""
+    check_app_name(name)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError(f"not deleting {name} without confirmation: run it on a terminal or pass --yes")
+        typed = click.prompt(f"This deletes {name}, its repository, releases and logs. Type its name to confirm")
+        if typed.strip() != name:
+            raise UserError(f"{typed.strip()!r} is not {name!r}: nothing was deleted")
+    result = ctx.client.delete(name)
     ctx.emit(result, f"deleted {name}")
 
 
 @cli.command()
 @click.argument("name")
 @click.argument("revision", required=False)
+@global_options
 @pass_ctx
 def rollback(ctx: Context, name: str, revision: str | None) -> None:
-    """Serve an earlier release again (default: the one before the current); REVISION is a
-    release number (v3) or a commit hash."""
+    """Serve an earlier release again (default: the newest one that served before the one
+    serving now); REVISION is a release number (v3) or a commit hash."""
     release = ctx.client.rollback(check_app_name(name), revision)
-    ctx.emit(
-        release,
-        f"{name}: v{release['number']} rolls back to {release['revision'][:12]} ({release['message']})",
-    )
+    ctx.emit(release, f"{name}: v{release['number']} {release['message']}, {release['revision'][:12]}")
 
 
-@cli.group()
+@cli.group(context_settings=CONTEXT)
 def images() -> None:
     """Pod images for the docker backend."""
 
@@ -263,8 +381,14 @@ def _check_port_free(host: str, port: int) -> None:
             raise PaasError(f"cannot listen on {host}:{port}: {e.strerror} (use --port)") from None
 
 
-def _release(release: dict | None) -> str:
-    return f"v{release['number']} {release['status']}" if release else "-"
+def _release(release: dict | None, status: bool = True) -> str:
+    if not release:
+        return "-"
+    return f"v{release['number']} {release['status']}" if status else f"v{release['number']}"
+
+
+def _release_line(release: dict) -> str:
+    return f"v{release['number']} {release['revision'][:12]} {release['message']!r} (since {_when(release['updated'])})"
 
 
 def _when(timestamp: float) -> str:
@@ -279,7 +403,7 @@ def _table(rows: list[tuple[str, ...]]) -> str:
 
 
 def main() -> None:
-    cli(prog_name="paas")
+    cli.main(prog_name="paas")
 
 
 if __name__ == "__main__":

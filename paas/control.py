@@ -7,21 +7,21 @@ import secrets
 import socket
 from collections.abc import Iterator
 
-import requests
-
 from paas import manifest as manifest_mod
-from paas.backends.base import Backend, PodStatus
-from paas.errors import InvalidInput, PaasError, PortInUse, RevisionNotFound
+from paas import remote
+from paas.backends.base import Backend
+from paas.deploys import Deploys
+from paas.errors import PaasError, PortInUse
 from paas.manifest import Manifest
 from paas.names import check_app_name
 from paas.reconciler import Reconciler
 from paas.repos import Repos
 from paas.settings import Settings
-from paas.store import LIVE, SUPERSEDED, Release, Store
+from paas.status import describe
+from paas.store import App, Release, Store
 
 log = logging.getLogger("paas")
 APP_PORTS = range(10000, 20000)
-SYNC_TIMEOUT = 30.0
 
 
 class ControlPlane:
@@ -30,10 +30,22 @@ class ControlPlane:
         self.store = Store(settings.data_dir / "paas.sqlite3")
         self.repos = Repos(settings.data_dir / "repos")
         self.backend = backend
-        self.reconciler = Reconciler(self.store, backend, settings.pod_url, settings.reconcile_interval)
+        self.reconciler = Reconciler(
+            self.store,
+            backend,
+            settings.pod_url,
+            settings.reconcile_interval,
+            on_failed=self._release_failed,
+            verify=_vouched,
+        )
+        self.deploys = Deploys(self.store, self.repos, backend, self.reconciler)
 
     def start(self) -> None:
-        self.ensure_deploy_refs()
+        apps = self.store.list_apps()
+        for app in apps:
+            if app.manifest.hosted:
+                self.repos.configure(app.name, app.manifest.source.ref)
+        self.deploys.recover(apps)
         self.reconciler.start()
 
     def close(self) -> None:
@@ -48,7 +60,7 @@ class ControlPlane:
         m = manifest_mod.parse(text)
         with self.reconciler.lock:
             port = self._port_for(m)
-            app = self.store.create_app(m, port, secrets.token_urlsafe(24))
+            app = self.store.create_app(m, port, secrets.token_urlsafe(24), m.source.password)
             if m.hosted:
                 try:
                     self.repos.create(app.name, m.source.ref)
@@ -67,107 +79,43 @@ class ControlPlane:
             self.repos.delete(name)
             self.store.delete_app(name)
 
+    def app(self, name: str) -> App:
+        return self.store.get_app(check_app_name(name))
+
     def describe(self, name: str, host: str | None = None) -> dict:
-        app = self.store.get_app(check_app_name(name))
-        pod = self.backend.pods().get(name)
-        releases = self.store.releases(name)
-        m = app.manifest
-        return app.to_json() | {
-            "url": f"http://{host or self._public_host()}:{app.port}/",
-            "runtime": m.runtime,
-            "state": _state(pod, releases, m),
-            "revision": (pod.runtime.get("serving") if pod else None),
-            "release": releases[0].to_json() if releases else None,
-            "containers": [c.__dict__ for c in pod.containers] if pod else [],
-            "runtime_state": pod.runtime if pod else {},
-            "events": [e.to_json() for e in self.store.events(name, 20)],
-        }
+        app = self.app(name)
+        pod = self.reconciler.pods().get(app.name)
+        return describe(app, pod, self.store.releases(app.name), self.store.events(app.name, 20), self.url_of(app, host))
 
     def list(self, host: str | None = None) -> list[dict]:
-        return [self.describe(app.name, host) for app in self.store.list_apps()]
+        pods = self.reconciler.pods()
+        return [
+            describe(app, pods.get(app.name), self.store.releases(app.name), [], self.url_of(app, host))
+            for app in self.store.list_apps()
+        ]
+
+    def url_of(self, app: App, host: str | None = None) -> str:
+        return f"http://{host or self._public_host()}:{app.port}/"
 
     def releases(self, name: str) -> list[Release]:
-        self.store.get_app(check_app_name(name))
-        return self.store.releases(name)
+        return self.store.releases(self.app(name).name)
 
     def logs(self, name: str, follow: bool = False, tail: int = 200) -> Iterator[str]:
-        self.store.get_app(check_app_name(name))
-        return self.backend.logs(name, follow=follow, tail=tail)
+        return self.backend.logs(self.app(name).name, follow=follow, tail=tail)
 
     # deploys
 
-    def record_push(self, name: str, before: str | None) -> Release | None:
-        """After a push to a hosted repo: store a release for a new head and sync the pod now."""
-        app = self.store.get_app(name)
-        head = self.repos.head(name, app.manifest.source.ref)
-        if head is None or head == before:
-            return None
-        self.repos.deploy(name, head)
-        release = self.store.add_release(name, head, message=self.repos.subject(name, head))
-        self.store.add_event(name, "deploy", f"push stored v{release.number} ({head[:12]})")
-        self.sync_now(name)
-        return release
+    def rollback(self, name: str, target: str | None = None) -> tuple[Release, Release]:
+        return self.deploys.rollback(self.app(name), target)
 
-    def rollback(self, name: str, target: str | None = None) -> Release:
-        """Serve an earlier revision that served before, as a new release (zero downtime: the
-        runtime switches to it like to any new revision); a later push moves forward again."""
-        app = self.store.get_app(check_app_name(name))
-        if not app.manifest.hosted:
-            raise InvalidInput(
-                f"{name} syncs {app.manifest.source.repo}: roll back by moving {app.manifest.source.ref} there"
-            )
-        releases = self.store.releases(name)
-        current = self.repos.deployed(name)
-        served = [r for r in releases if r.status in (LIVE, SUPERSEDED)]
-        if target is None:
-            earlier = [r for r in served if r.revision != current]
-            if not earlier:
-                raise InvalidInput(f"{name} has no earlier release that served to roll back to")
-            chosen = earlier[0]
-        else:
-            chosen = _find_release(releases, target)
-            if chosen.status not in (LIVE, SUPERSEDED):
-                raise InvalidInput(
-                    f"release v{chosen.number} of {name} never served ({chosen.status}); pick one that did"
-                )
-            if chosen.revision == current:
-                raise InvalidInput(f"release v{chosen.number} of {name} is what is deployed already")
-        with self.reconciler.lock:
-            self.repos.deploy(name, chosen.revision)
-            release = self.store.add_release(
-                name, chosen.revision, message=f"rollback to v{chosen.number}: {chosen.message}"
-            )
-        self.store.add_event(
-            name, "deploy", f"rollback: v{release.number} serves v{chosen.number} ({chosen.revision[:12]})"
-        )
-        self.sync_now(name)
-        return release
-
-    def ensure_deploy_refs(self) -> None:
-        """Repos made before deploy refs existed deploy their branch's head."""
-        for app in self.store.list_apps():
-            if app.manifest.hosted and self.repos.deployed(app.name) is None:
-                head = self.repos.head(app.name, app.manifest.source.ref)
-                if head:
-                    self.repos.deploy(app.name, head)
-
-    def sync_now(self, name: str) -> None:
-        """Tell the pod's git-sync to sync at once; its poll catches up if it can't be reached."""
-        url = self.backend.sync_url(name)
-        if url is None:
-            return
-        try:
-            response = requests.post(f"{url}/sync", timeout=SYNC_TIMEOUT)
-            if response.status_code >= 400:
-                self.store.add_event(name, "sync", f"git-sync could not sync: {_error_text(response)}")
-        except requests.RequestException as e:
-            self.store.add_event(name, "sync", f"git-sync not reachable ({type(e).__name__}); it will poll")
-        self.reconciler.kick()
+    def _release_failed(self, app: App, release: Release) -> None:
+        self.deploys.release_failed(app, release)
 
     # helpers
 
     def _public_host(self) -> str:
-        return "127.0.0.1" if self.settings.host in ("0.0.0.0", "::", "") else self.settings.host
+        host = self.settings.app_address
+        return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
     def _port_for(self, m: Manifest) -> int:
         used = self.store.used_ports() | {self.settings.port}
@@ -183,21 +131,10 @@ class ControlPlane:
         raise PaasError("no free port left for a new app")
 
 
-def _find_release(releases: list[Release], target: str) -> Release:
-    """A release by number (``3`` or ``v3``) or by a prefix of its commit (7+ hex digits)."""
-    text = target.strip().lower()
-    number = text[1:] if text.startswith("v") else text
-    if number.isdigit():
-        found = [r for r in releases if r.number == int(number)]
-    elif len(text) >= 7 and all(c in "0123456789abcdef" for c in text):
-        found = [r for r in releases if r.revision.startswith(text)][:1]
-    else:
-        raise InvalidInput(
-            f"revision {target!r}: give a release number (v3) or a commit hash (7+ hex digits)"
-        )
-    if not found:
-        raise RevisionNotFound(f"no release {target!r}")
-    return found[0]
+def _vouched(app: App, revision: str) -> bool:
+    """Whether the remote repository of ``app`` names ``revision`` at its ref."""
+    named = remote.head(app.manifest.source, app.git_password)
+    return any(revision == c or (len(c) < 40 and revision.startswith(c)) for c in named)
 
 
 def _bindable(port: int) -> bool:
@@ -208,26 +145,3 @@ def _bindable(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _error_text(response: requests.Response) -> str:
-    try:
-        return str(response.json().get("error"))
-    except ValueError:
-        return f"HTTP {response.status_code}"
-
-
-def _state(pod: PodStatus | None, releases: list[Release], m: Manifest) -> str:
-    """One word for a person: how the app is, as far as we can observe."""
-    if pod is None:
-        return "pending"
-    if not pod.running:
-        return "starting" if all(c.restarts == 0 for c in pod.containers) else "restarting"
-    status = pod.runtime.get("status", "waiting")
-    if status == "waiting" and not pod.runtime.get("target"):
-        return "waiting for a push" if m.hosted and not releases else "syncing"
-    if status in ("building", "starting"):
-        return "deploying"
-    if status == "failed" and not pod.runtime.get("serving"):
-        return "failed"
-    return "running" if pod.runtime.get("serving") else status

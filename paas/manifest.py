@@ -5,9 +5,18 @@ from __future__ import annotations
 import json
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from paas.errors import InvalidManifest
 from paas.names import APP_NAME_RULE, is_app_name
@@ -34,19 +43,87 @@ def is_git_ref(ref: str) -> bool:
     return bool(ref) and len(ref) <= 255 and ref != "@" and not _BAD_REF.search(ref)
 
 
+def _repo_problem(url: str) -> str | None:
+    """Why ``url`` can't be a source repo, or None."""
+    if not (_REMOTE_URL.match(url) or _SCP_URL.match(url)):
+        return "must be a remote git URL (https://, http://, ssh://, git:// or user@host:path)"
+    if _SCP_URL.match(url):
+        user, _, rest = url.partition("@")
+        host, _, path = rest.partition(":")
+        parts = {"user": user, "host": host, "path": path}
+    else:
+        split = urlsplit(url)
+        parts = {"user": split.username or "", "host": split.hostname or "", "path": split.path.lstrip("/")}
+        if split.password is not None and split.scheme not in ("http", "https"):
+            return "may carry a password only in an http(s) URL (ssh authenticates with a key)"
+    for what, text in parts.items():
+        if text.startswith("-"):
+            return f"must not have a {what} starting with '-' (git would take it for an option)"
+    return None
+
+
+def split_password(url: str) -> tuple[str, str]:
+    """``https://user:password@host/p`` -> (``https://user@host/p``, ``password``)."""
+    split = urlsplit(url)
+    if split.scheme not in ("http", "https") or split.password is None:
+        return url, ""
+    netloc = split.netloc.rpartition("@")[2]
+    user = split.netloc.rpartition("@")[0].partition(":")[0]
+    return urlunsplit(split._replace(netloc=f"{user}@{netloc}" if user else netloc)), split.password
+
+
+def with_masked_password(url: str) -> str:
+    """The URL a person is shown when a password is kept apart: ``https://user:***@host/p``."""
+    split = urlsplit(url)
+    user, _, host = split.netloc.rpartition("@")
+    return urlunsplit(split._replace(netloc=f"{user}:***@{host}"))
+
+
+def without_user(url: str) -> tuple[str, str]:
+    """``https://user@host/p`` -> (``https://host/p``, ``user``); other URLs are unchanged."""
+    split = urlsplit(url)
+    if split.scheme not in ("http", "https") or "@" not in split.netloc:
+        return url, ""
+    user, _, host = split.netloc.rpartition("@")
+    return urlunsplit(split._replace(netloc=host)), user
+
+
 class Source(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     repo: str | None = None
     ref: str = "main"
     period: Annotated[float, Field(gt=0, le=86400)] = 10
+    # A password given in ``repo`` (user:password@), taken out of it: never stored in the
+    # manifest, never shown.
+    _password: str = PrivateAttr(default="")
 
     @field_validator("repo")
     @classmethod
     def _repo(cls, value: str | None) -> str | None:
-        if value is not None and not (_REMOTE_URL.match(value) or _SCP_URL.match(value)):
-            raise ValueError("must be a remote git URL (https://, http://, ssh://, git:// or user@host:path)")
+        if value is not None and (problem := _repo_problem(value)):
+            raise ValueError(problem)
         return value
+
+    @model_validator(mode="after")
+    def _keep_password_apart(self) -> Source:
+        if self.repo:
+            self.repo, self._password = split_password(self.repo)
+        return self
+
+    @property
+    def password(self) -> str:
+        return self._password
+
+    @property
+    def username(self) -> str:
+        """The user of an http(s) repo URL (``https://user@host/…``), if it names one."""
+        return without_user(self.repo)[1] if self.repo else ""
+
+    @property
+    def clone_url(self) -> str | None:
+        """The repo URL without credentials, as git-sync is given it."""
+        return without_user(self.repo)[0] if self.repo else None
 
     @field_validator("ref")
     @classmethod

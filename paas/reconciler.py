@@ -2,32 +2,61 @@
 
 It is the only writer of release status after a deploy starts: it observes which revision
 each pod's runtime serves (or failed) and records that, so views and the git server only
-ever store intent.
+ever store intent. What a pod reports is written by processes that share a volume with the
+app, so it is believed only about revisions the control plane knows: a revision that no
+push, rollback or (for an app that syncs a remote repository) the remote itself vouches
+for never becomes a release.
+
+Each pass asks the backend once for every pod and keeps that answer as the snapshot the
+views read (``list`` of N apps costs nothing more). An error with one app's pod becomes an
+event on that app; the pass goes on with the others.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from paas import podspec, store
 from paas.backends.base import Backend, PodStatus
 from paas.errors import PaasError
-from paas.store import Store
+from paas.store import App, Release, Store
 
 log = logging.getLogger("paas.reconciler")
+# While someone waits for a deploy's outcome (a push), passes come this often.
+WATCH_INTERVAL = 0.1
 
 
 class Reconciler:
-    def __init__(self, store: Store, backend: Backend, control_plane_url: str, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        backend: Backend,
+        control_plane_url: str,
+        interval: float = 1.0,
+        on_failed: Callable[[App, Release], None] | None = None,
+        verify: Callable[[App, str], bool] | None = None,
+    ) -> None:
+        """``on_failed`` is told of each release that failed; ``verify(app, revision)`` says
+        whether a revision a remote-source app's pod serves is really its repository's."""
         self.store, self.backend = store, backend
         self.control_plane_url = control_plane_url
         self.interval = interval
+        self.on_failed = on_failed
+        self.verify = verify
         # Held while changing desired or actual state, so a deletion and a pass never interleave.
         self.lock = threading.RLock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._restarts: dict[tuple[str, str], int] = {}
+        self._restarts = store.restarts()
+        self._errors: dict[str, str] = {}  # the last error applying each app's pod
+        self._unknown: set[tuple[str, str]] = set()  # (app, revision) seen serving, not vouched for
+        self._snapshot: dict[str, PodStatus] = {}
+        self._watchers = 0
+        self.passes = 0
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -44,6 +73,34 @@ class Reconciler:
         """Run a pass now rather than at the next tick."""
         self._wake.set()
 
+    def pods(self) -> dict[str, PodStatus]:
+        """The pods as the last pass saw them (what views read)."""
+        return self._snapshot
+
+    def error(self, app: str) -> str | None:
+        """Why the last pass could not make the app's pod run, if it could not."""
+        return self._errors.get(app)
+
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        """Pass every WATCH_INTERVAL while the caller waits for an outcome."""
+        with self.lock:
+            self._watchers += 1
+        self.kick()
+        try:
+            yield
+        finally:
+            with self.lock:
+                self._watchers -= 1
+
+    def wait_pass(self, timeout: float = 10.0) -> None:
+        """Return once a pass that started after this call has finished."""
+        target = self.passes + 2  # the pass running now may have read the store before the caller wrote
+        deadline = time.monotonic() + timeout
+        while self.passes < target and time.monotonic() < deadline:
+            self.kick()
+            time.sleep(0.02)
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
@@ -52,51 +109,97 @@ class Reconciler:
                 log.warning("reconcile: %s", e.message)
             except Exception:  # the loop must outlive any one bad pass
                 log.exception("reconcile pass failed")
-            self._wake.wait(self.interval)
+            self._wake.wait(WATCH_INTERVAL if self._watchers else self.interval)
             self._wake.clear()
 
     def reconcile(self) -> None:
         with self.lock:
-            desired = {app.name: podspec.build(app, self.control_plane_url) for app in self.store.list_apps()}
+            apps = self.store.list_apps()
             actual = self.backend.pods()
-            for name, spec in desired.items():
-                pod = actual.get(name)
-                if pod is None or not pod.matches(spec):
-                    done = self.backend.apply(spec)
-                    if done:
-                        self.store.add_event(name, "pod", done)
-                if pod is not None:
-                    self._observe(pod)
-            for name in actual.keys() - desired.keys():
+            self._snapshot = actual
+            for app in apps:
+                try:
+                    self._reconcile_app(app, actual.get(app.name))
+                except PaasError as e:
+                    self._error(app.name, e.message)
+                except Exception as e:  # one app's surprise must not stop the others
+                    log.exception("reconciling %s failed", app.name)
+                    self._error(app.name, f"internal error: {type(e).__name__}")
+            stored = {app.name for app in apps}
+            for name in actual.keys() - stored:
                 self.backend.remove(name)
                 log.info("removed pod %s: its app is no longer stored", name)
+            self.passes += 1
 
-    def _observe(self, pod: PodStatus) -> None:
-        app = pod.app
+    def _reconcile_app(self, app: App, pod: PodStatus | None) -> None:
+        spec = podspec.build(app, self.control_plane_url)
+        if pod is None or not pod.matches(spec):
+            done = self.backend.apply(spec)
+            if done:
+                self.store.add_event(app.name, "pod", done)
+        self._errors.pop(app.name, None)
+        if pod is not None:
+            self._observe(app, pod)
+
+    def _error(self, app: str, message: str) -> None:
+        """Record an error with an app's pod once (not once per pass)."""
+        if self._errors.get(app) != message:
+            self._errors[app] = message
+            self.store.add_event(app, "error", message)
+
+    def _observe(self, app: App, pod: PodStatus) -> None:
+        name = app.name
         for c in pod.containers:
-            seen = self._restarts.get((app, c.name), 0)
+            seen = self._restarts.get((name, c.name), 0)
             if c.restarts > seen:
+                exit_code = f", exit code {c.exit_code}" if c.exit_code is not None else ""
                 self.store.add_event(
-                    app, "restart", f"{c.name} exited and was restarted (restart {c.restarts})"
+                    name, "restart", f"{c.name} exited and was restarted (restart {c.restarts}{exit_code})"
                 )
-            self._restarts[(app, c.name)] = c.restarts
+            if c.restarts != seen:  # fewer: the container is a new one, counting afresh
+                self._restarts[(name, c.name)] = c.restarts
+                self.store.set_restarts(name, c.name, c.restarts)
+        releases = self.store.releases(name)
         serving = pod.runtime.get("serving")
-        failed = pod.runtime.get("failed") or {}
-        releases = self.store.releases(app)
         if serving:
-            current = next((r for r in releases if r.revision == serving), None)
-            if current is None:
-                current = self.store.add_release(app, serving, store.LIVE, "synced from the app's repository")
-            elif current.status != store.LIVE:
-                self.store.set_release_status(app, current.number, store.LIVE, current.message)
-            for r in releases:
-                if r.status == store.LIVE and r.number != current.number:
-                    self.store.set_release_status(app, r.number, store.SUPERSEDED, r.message)
+            current = self._known(app, releases, serving)
+            if current is not None:
+                self._serves(name, releases, current)
+        failed = pod.runtime.get("failed") or {}
         if failed.get("revision") and failed["revision"] != serving:
             release = next((r for r in releases if r.revision == failed["revision"]), None)
             if release is not None and release.status == store.PENDING:
                 reason = str(failed.get("reason") or "the new revision failed")[-8000:]
-                self.store.set_release_status(app, release.number, store.FAILED, reason)
-                self.store.add_event(
-                    app, "deploy", f"release v{release.number} failed: the previous revision keeps serving"
-                )
+                self.store.set_release_status(name, release.number, store.FAILED, reason)
+                self.store.add_event(name, "deploy", f"release v{release.number} failed; see `paas status {name}`")
+                self._cancel_older(name, releases, release.number)
+                if self.on_failed is not None:
+                    self.on_failed(app, release)
+
+    def _known(self, app: App, releases: list[Release], revision: str) -> Release | None:
+        """The release a serving revision belongs to; a new one for a vouched-for remote revision."""
+        current = next((r for r in releases if r.revision == revision), None)
+        if current is not None or (app.name, revision) in self._unknown:
+            return current
+        if not app.manifest.hosted and self.verify is not None and self.verify(app, revision):
+            source = app.manifest.source
+            return self.store.add_release(app.name, revision, store.PENDING, f"synced from {source.ref}")
+        self._unknown.add((app.name, revision))
+        self.store.add_event(
+            app.name, "error", f"the pod reports serving {revision[:12]}, a revision this app never deployed"
+        )
+        return None
+
+    def _serves(self, app: str, releases: list[Release], current: Release) -> None:
+        if current.status != store.LIVE:
+            self.store.set_release_status(app, current.number, store.LIVE)
+        for r in releases:
+            if r.status == store.LIVE and r.number != current.number:
+                self.store.set_release_status(app, r.number, store.SUPERSEDED)
+        self._cancel_older(app, releases, current.number)
+
+    def _cancel_older(self, app: str, releases: list[Release], number: int) -> None:
+        """Pending releases older than one that reached an outcome will never serve."""
+        for r in releases:
+            if r.status == store.PENDING and r.number < number:
+                self.store.set_release_status(app, r.number, store.CANCELLED, "a newer release came first")

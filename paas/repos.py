@@ -14,7 +14,16 @@ from pathlib import Path
 
 # Runs inside `git receive-pack`; its output reaches the pusher as "remote: …" lines.
 # Only the app's deploy branch (and tags) may be pushed, so a push can't silently miss.
+# The push options (`git push -o nowait`) go to the file the control plane names.
 PRE_RECEIVE = """#!/bin/sh
+if [ -n "$PAAS_PUSH_OPTIONS" ]; then
+  i=0
+  : > "$PAAS_PUSH_OPTIONS"
+  while [ "$i" -lt "${GIT_PUSH_OPTION_COUNT:-0}" ]; do
+    printenv "GIT_PUSH_OPTION_$i" >> "$PAAS_PUSH_OPTIONS"
+    i=$((i + 1))
+  done
+fi
 branch=$(git config --get paas.branch)
 status=0
 while read old new ref; do
@@ -42,17 +51,23 @@ class Repos:
     def create(self, app: str, branch: str) -> Path:
         path = self.path(app)
         _git("init", "--quiet", "--bare", "--initial-branch", branch, str(path))
+        self.configure(app, branch)
+        return path
+
+    def configure(self, app: str, branch: str) -> None:
+        """Set the repo's config and hook as this version wants them (also for older repos)."""
+        path = self.path(app)
         for key, value in (
             ("http.receivepack", "true"),
             ("receive.denyNonFastForwards", "true"),
             ("receive.denyDeletes", "true"),
+            ("receive.advertisePushOptions", "true"),
             ("paas.branch", branch),
         ):
             _git("config", key, value, cwd=path)
         hook = path / "hooks" / "pre-receive"
         hook.write_text(PRE_RECEIVE)
         hook.chmod(hook.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-        return path
 
     def delete(self, app: str) -> None:
         shutil.rmtree(self.path(app), ignore_errors=True)
@@ -65,9 +80,19 @@ class Repos:
         """The commit pods are told to serve."""
         return self._resolve(app, DEPLOY_REF)
 
-    def deploy(self, app: str, revision: str) -> None:
-        """Point the deploy ref at ``revision`` (which must be in the repo)."""
-        _git("update-ref", DEPLOY_REF, revision, cwd=self.path(app))
+    def deploy(self, app: str, revision: str | None) -> None:
+        """Point the deploy ref at ``revision`` (which must be in the repo); None: nothing to serve."""
+        if revision is None:
+            _git("update-ref", "-d", DEPLOY_REF, cwd=self.path(app))
+        else:
+            _git("update-ref", DEPLOY_REF, revision, cwd=self.path(app))
+
+    def reset_branch(self, app: str, branch: str, to: str | None, expected: str) -> bool:
+        """Move ``branch`` back to ``to`` (None: delete it) if it still points at ``expected``."""
+        ref = f"refs/heads/{branch}"
+        args = ("update-ref", ref, to, expected) if to else ("update-ref", "-d", ref, expected)
+        done = subprocess.run(["git", *args], cwd=self.path(app), capture_output=True)
+        return done.returncode == 0
 
     def has_commit(self, app: str, revision: str) -> bool:
         return self._resolve(app, revision) == revision

@@ -25,6 +25,8 @@ class Settings:
     backend: str = "local"
     host: str = "127.0.0.1"
     port: int = 8000
+    # Address the apps' public ports listen on (are published on); empty: the same as ``host``.
+    apps_host: str = ""
     token: str = ""
     # How pods reach the control plane's git server; derived from host/port when empty.
     internal_url: str = ""
@@ -42,8 +44,6 @@ class Settings:
             if raw:
                 values[f.name] = raw
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-        if values.get("backend") == "docker" and "host" not in values:
-            values["host"] = "0.0.0.0"  # pods reach the git server through the Docker host gateway
         settings = cls(**_coerce(values))
         if settings.backend not in BACKENDS:
             raise ValueError(f"unknown backend {settings.backend!r}: use one of {', '.join(BACKENDS)}")
@@ -54,6 +54,11 @@ class Settings:
         if self.token:
             return self
         return replace(self, token=ensure_token(self.data_dir))
+
+    @property
+    def app_address(self) -> str:
+        """The address app ports listen on (loopback unless a setting says otherwise)."""
+        return self.apps_host or self.host
 
     @property
     def url(self) -> str:

@@ -6,11 +6,11 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from paas import manifest as manifest_mod
-from paas.errors import AppExists, AppNotFound, PortInUse, RevisionNotFound
+from paas.errors import AppExists, AppNotFound, PaasError, PortInUse, RevisionNotFound
 from paas.manifest import Manifest
 
 SCHEMA = """
@@ -41,8 +41,31 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_app ON events(app, id);
 """
 
-# Release life cycle: pending (stored, not yet served) -> live -> superseded, or -> failed.
-PENDING, LIVE, SUPERSEDED, FAILED = "pending", "live", "superseded", "failed"
+class StoreError(PaasError):
+    status = 500
+
+
+# Each step upgrades the schema from its index to the next version (PRAGMA user_version);
+# a database made before versions existed is version 0 and has the tables above.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    ALTER TABLE apps ADD COLUMN git_password TEXT NOT NULL DEFAULT '';
+    ALTER TABLE releases ADD COLUMN reason TEXT NOT NULL DEFAULT '';
+    CREATE TABLE restarts (
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        container TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (app, container)
+    );
+    """,
+)
+VERSION = len(MIGRATIONS)
+
+# Release life cycle: pending (stored, not yet served) -> live -> superseded; or -> failed
+# (it did not build or become healthy), or -> cancelled (it never served: a newer release
+# came first, or the control plane stopped before it served).
+PENDING, LIVE, SUPERSEDED, FAILED, CANCELLED = "pending", "live", "superseded", "failed", "cancelled"
+SERVED = (LIVE, SUPERSEDED)
 
 
 @dataclass(frozen=True)
@@ -50,16 +73,17 @@ class App:
     name: str
     manifest: Manifest
     port: int
-    deploy_token: str
+    deploy_token: str = field(repr=False)
     created: float
+    # The password of a remote repository given as user:password@ in the manifest: kept
+    # apart from the manifest, handed to git-sync as a file, shown nowhere.
+    git_password: str = field(default="", repr=False)
 
     def to_json(self) -> dict:
-        return {
-            "name": self.name,
-            "port": self.port,
-            "created": self.created,
-            "manifest": self.manifest.to_dict(),
-        }
+        manifest = self.manifest.to_dict()
+        if self.git_password and manifest["source"]["repo"]:
+            manifest["source"]["repo"] = manifest_mod.with_masked_password(manifest["source"]["repo"])
+        return {"name": self.name, "port": self.port, "created": self.created, "manifest": manifest}
 
 
 @dataclass(frozen=True)
@@ -68,9 +92,10 @@ class Release:
     number: int
     revision: str
     status: str
-    message: str
+    message: str  # the commit's subject, or what the release is (a rollback)
     created: float
     updated: float
+    reason: str = ""  # why it failed or was cancelled
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -98,7 +123,19 @@ class Store:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring the schema to VERSION in place, one step per transaction."""
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version == 0:
             self._db.executescript(SCHEMA)
+        if version > VERSION:
+            raise StoreError(
+                f"the data directory was written by a newer paas (schema {version}, this one knows {VERSION})"
+            )
+        for number in range(version, VERSION):
+            self._db.executescript(f"BEGIN; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1}; COMMIT;")
 
     def close(self) -> None:
         with self._lock:
@@ -110,13 +147,14 @@ class Store:
 
     # apps
 
-    def create_app(self, manifest: Manifest, port: int, deploy_token: str) -> App:
-        app = App(manifest.name, manifest, port, deploy_token, time.time())
+    def create_app(self, manifest: Manifest, port: int, deploy_token: str, git_password: str = "") -> App:
+        app = App(manifest.name, manifest, port, deploy_token, time.time(), git_password)
         try:
             with self._lock:
                 self._db.execute(
-                    "INSERT INTO apps (name, manifest, port, deploy_token, created) VALUES (?,?,?,?,?)",
-                    (app.name, json.dumps(manifest.to_dict()), port, deploy_token, app.created),
+                    "INSERT INTO apps (name, manifest, port, deploy_token, created, git_password)"
+                    " VALUES (?,?,?,?,?,?)",
+                    (app.name, json.dumps(manifest.to_dict()), port, deploy_token, app.created, git_password),
                 )
         except sqlite3.IntegrityError as e:
             if "apps.name" in str(e):
@@ -153,7 +191,8 @@ class Store:
                     "SELECT COALESCE(MAX(number), 0) + 1 FROM releases WHERE app = ?", (app,)
                 ).fetchone()
                 self._db.execute(
-                    "INSERT INTO releases VALUES (?,?,?,?,?,?,?)",
+                    "INSERT INTO releases (app, number, revision, status, message, created, updated)"
+                    " VALUES (?,?,?,?,?,?,?)",
                     (app, number, revision, status, message, now, now),
                 )
                 self._db.execute("COMMIT")
@@ -173,11 +212,27 @@ class Store:
             raise RevisionNotFound(f"app {app!r} has no release v{number}")
         return Release(**dict(rows[0]))
 
-    def set_release_status(self, app: str, number: int, status: str, message: str = "") -> None:
+    def served(self, app: str) -> Release | None:
+        """The release that serves (or served last): the one whose status is live."""
+        return next((r for r in self.releases(app) if r.status == LIVE), None)
+
+    def set_release_status(self, app: str, number: int, status: str, reason: str = "") -> None:
         with self._lock:
             self._db.execute(
-                "UPDATE releases SET status = ?, message = ?, updated = ? WHERE app = ? AND number = ?",
-                (status, message, time.time(), app, number),
+                "UPDATE releases SET status = ?, reason = ?, updated = ? WHERE app = ? AND number = ?",
+                (status, reason, time.time(), app, number),
+            )
+
+    # restart counts seen by the reconciler (kept so a restarted control plane doesn't repeat events)
+
+    def restarts(self) -> dict[tuple[str, str], int]:
+        return {(r["app"], r["container"]): r["count"] for r in self._query("SELECT * FROM restarts")}
+
+    def set_restarts(self, app: str, container: str, count: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO restarts VALUES (?,?,?) ON CONFLICT (app, container) DO UPDATE SET count = ?",
+                (app, container, count, count),
             )
 
     # events
@@ -199,4 +254,4 @@ class Store:
 
 def _app(row: sqlite3.Row) -> App:
     manifest = manifest_mod.validate(json.loads(row["manifest"]))
-    return App(row["name"], manifest, row["port"], row["deploy_token"], row["created"])
+    return App(row["name"], manifest, row["port"], row["deploy_token"], row["created"], row["git_password"])

@@ -30,11 +30,17 @@ def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKEN}"}
 
 
+@pytest.fixture(scope="session")
+def deps_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One dependency cache (venvs, node_modules) for every local control plane of the run."""
+    return tmp_path_factory.mktemp("deps-cache")
+
+
 @pytest.fixture(scope="module")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+def control_plane(tmp_path_factory: pytest.TempPathFactory, deps_cache: Path) -> Iterator[ControlPlane]:
     """A real `paas up` (gunicorn, local backend) shared by a module's tests."""
     base = tmp_path_factory.mktemp("cp")
-    cp = ControlPlane(base / "data", base / "cli-config").start()
+    cp = ControlPlane(base / "data", base / "cli-config", cache=deps_cache).start()
     yield cp
     cp.stop()
     assert cp.proc.returncode == 0, cp.log.read_text()[-3000:]

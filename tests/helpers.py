@@ -93,8 +93,18 @@ def get_text(url: str, timeout: float = 2.0) -> str | None:
 class ControlPlane:
     """`paas up` as a user runs it: a real gunicorn serving on a free loopback port."""
 
-    def __init__(self, data_dir: Path, config: Path, token: str = "test-token-123", backend: str = "local") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        config: Path,
+        token: str = "test-token-123",
+        backend: str = "local",
+        cache: Path | None = None,
+    ) -> None:
+        """``cache``: a dependency cache shared with other control planes of the run (the local
+        backend's venvs and node_modules), so each doesn't pay for the same pip install."""
         self.data_dir, self.token, self.port, self.backend = data_dir, token, free_port(), backend
+        self.cache = cache
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = os.environ | {"PAAS_TOKEN": token, "PAAS_CONFIG": str(config), "PAAS_DATA": str(data_dir)}
         self.proc: subprocess.Popen | None = None
@@ -102,6 +112,8 @@ class ControlPlane:
 
     def start(self) -> ControlPlane:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.cache is not None and not (self.data_dir / "cache").exists():
+            (self.data_dir / "cache").symlink_to(self.cache)
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "paas.cli", "up", "--port", str(self.port), "--backend", self.backend],
@@ -110,10 +122,14 @@ class ControlPlane:
         wait_for(lambda: requests.get(f"{self.url}/api/v1/healthz", timeout=1).ok, 30, what="paas up")
         return self
 
-    def stop(self, sig: int = signal.SIGINT) -> int:
+    def stop(self, sig: int = signal.SIGINT, group: bool = False) -> int:
+        """Stop `paas up` with ``sig`` (to its whole process group with ``group``)."""
         assert self.proc is not None
         if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
+            if group:
+                os.killpg(self.proc.pid, sig)
+            else:
+                os.kill(self.proc.pid, sig)
             try:
                 self.proc.wait(timeout=40)
             except subprocess.TimeoutExpired:
@@ -135,8 +151,21 @@ class ControlPlane:
         return subprocess.run([sys.executable, "-m", "paas.cli", *args], env=self.env, capture_output=True,
                               text=True, timeout=60)
 
-    def push(self, repo: Path, app: str, ref: str = "main", check: bool = True) -> subprocess.CompletedProcess:
-        return git("push", f"{self.url}/git/{app}.git", ref, cwd=repo, env=auth_env(self.token), check=check)
+    def push(
+        self, repo: Path, app: str, ref: str = "main", check: bool = True, options: tuple[str, ...] = ()
+    ) -> subprocess.CompletedProcess:
+        """`git push` of ``ref``; ``options`` are push options (``-o``)."""
+        flags = [arg for option in options for arg in ("-o", option)]
+        return git("push", *flags, f"{self.url}/git/{app}.git", ref, cwd=repo, env=auth_env(self.token), check=check)
+
+    def passes(self) -> int:
+        """Reconciler passes so far (a test waits for passes, not for time)."""
+        return requests.get(f"{self.url}/api/v1/healthz", timeout=5).json()["reconciled"]
+
+    def after_passes(self, count: int = 3) -> None:
+        """Return once ``count`` more reconciler passes have run."""
+        target = self.passes() + count
+        wait_for(lambda: self.passes() >= target, 30, 0.05, f"{count} reconciler passes")
 
 
 def processes_under(directory: Path) -> list[int]:

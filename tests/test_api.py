@@ -180,9 +180,10 @@ def test_rollback_errors(client, auth):
     assert client.post("/api/v1/apps/nope/rollback", headers=auth).status_code == 404
     create(client, auth, MANIFEST)
     response = client.post("/api/v1/apps/hello/rollback", headers=auth)
-    assert response.status_code == 400 and "no earlier release" in response.get_json()["error"]
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "nothing serves yet, so there is nothing to roll back from"
     response = client.post("/api/v1/apps/hello/rollback", headers=auth, json={"revision": "v9"})
-    assert response.status_code == 404 and response.get_json()["error"] == "no release 'v9'"
+    assert response.status_code == 404 and response.get_json()["error"] == "hello has no release v9"
     response = client.post("/api/v1/apps/hello/rollback", headers=auth, json={"revision": "not a rev"})
     assert response.status_code == 400 and "release number" in response.get_json()["error"]
     response = client.post("/api/v1/apps/hello/rollback", headers=auth, json=["v1"])

@@ -32,18 +32,19 @@ def manifest(tmp_path: Path, text: str, name: str = "paas.yaml") -> str:
     return str(path)
 
 
-def test_create_list_status_delete(run, tmp_path):
+def test_create_list_status_delete(run, tmp_path, control_plane):
     result = run("create", "-f", manifest(tmp_path, "name: cli-app\n"))
     assert result.exit_code == 0, result.output
     assert "created cli-app on port" in result.output
-    assert "git push http://127.0.0.1:" in result.output and "/git/cli-app.git main" in result.output
+    assert f"  git remote add paas {control_plane.url}/git/cli-app.git\n" in result.output
+    assert "  git push -u paas main" in result.output
     listed = run("list")
     assert listed.exit_code == 0 and "cli-app" in listed.output and listed.output.startswith("NAME")
     as_json = json.loads(run("--json", "list").output)
     assert [a["name"] for a in as_json] == ["cli-app"]
     status = run("status", "cli-app")
     assert status.exit_code == 0 and "state:" in status.output and "containers:" in status.output
-    assert run("delete", "cli-app").output.strip() == "deleted cli-app"
+    assert run("delete", "cli-app", "--yes").output.strip() == "deleted cli-app"
     assert "no apps yet" in run("list").output
 
 
@@ -59,7 +60,7 @@ def test_missing_file(run, tmp_path):
     assert result.exit_code != 0 and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("command", [("status", "ghost"), ("delete", "ghost"), ("logs", "ghost")])
+@pytest.mark.parametrize("command", [("status", "ghost"), ("delete", "ghost", "--yes"), ("logs", "ghost")])
 def test_unknown_app(run, command):
     result = run(*command)
     assert result.exit_code == 1

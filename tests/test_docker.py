@@ -65,16 +65,20 @@ def test_killed_container_comes_back_and_status_shows_it(deployed, client):
     containers(client)["runtime"].kill()
     wait_for(lambda: containers(client)["runtime"].status == "running", 10, 0.2, "runtime recreated within 10 s")
     wait_for(lambda: get_text(url), 60, 0.2, "served again")
-    status = cp.api("GET", f"/apps/{APP}").json()
-    runtime = next(c for c in status["containers"] if c["name"] == "runtime")
-    assert runtime["restarts"] == 1 and runtime["image"] == f"paas-runtime-python:{images.__version__}"
-    assert status["revision"] and status["state"] == "running"
+
+    def restarted():  # views read the reconciler's last observation (at most a pass old)
+        status = cp.api("GET", f"/apps/{APP}").json()
+        runtime = next(c for c in status["containers"] if c["name"] == "runtime")
+        return runtime["restarts"] == 1 and status["state"] == "serving" and (status, runtime)
+
+    status, runtime = wait_for(restarted, 10, 0.1, "the restart observed")
+    assert runtime["image"] == f"paas-runtime-python:{images.__version__}" and status["revision"]
 
 
 def test_logs_come_from_the_containers(deployed):
     cp, _, _ = deployed
     text = cp.api("GET", f"/apps/{APP}/logs", params={"tail": 300}).text
-    assert "git-sync | " in text and "runtime | " in text and "serving after" in text
+    assert "git-sync | " in text and "runtime | " in text and "traffic switched to" in text
     assert cp.token not in text
 
 
@@ -101,7 +105,7 @@ def test_control_plane_restart_adopts_the_pod(deployed, client):
     assert cp.stop() == 0
     assert get_text(url), "pods keep serving while the control plane is down"
     cp.start()
-    wait_for(lambda: cp.api("GET", f"/apps/{APP}").json()["state"] == "running", 30, what="adopted pod running")
+    wait_for(lambda: cp.api("GET", f"/apps/{APP}").json()["state"] == "serving", 30, what="adopted pod running")
     assert {name: c.id for name, c in containers(client).items()} == before
     assert len(client.containers.list(all=True, filters={"label": f"paas.app={APP}"})) == 3
 

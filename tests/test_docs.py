@@ -1,34 +1,88 @@
-"""The README documents every CLI command, setting and manifest field."""
+"""The README documents every CLI command, setting and manifest field — read as a person
+reads it: the manifest's example parsed as YAML, the tables parsed as tables."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 
+import click
 import pytest
+import yaml
 
 from helpers import ROOT
+from paas import manifest
 from paas.cli import cli
-from paas.manifest import Healthcheck, Manifest, Source
 from paas.settings import Settings
 
 README = (ROOT / "README.md").read_text()
 
 
-@pytest.mark.parametrize("command", sorted(cli.commands))
-def test_cli_command_documented(command):
-    assert f"`paas {command}" in README
+def section(title: str) -> str:
+    """The README's text under ``## title``, up to the next ``## `` heading."""
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", README, re.M | re.S)
+    assert match, f"README has no '## {title}' section"
+    return match.group(1)
 
 
-@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(Settings)])
-def test_setting_documented(field):
-    name = "PAAS_DATA" if field == "data_dir" else f"PAAS_{field.upper()}"
-    assert f"`{name}`" in README
+def table_cells(text: str) -> list[str]:
+    """The first cell of every row of the Markdown tables in ``text`` (header rows too)."""
+    return [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("|") and "---" not in line]
+
+
+def documented_commands() -> set[str]:
+    names = set()
+    for cell in table_cells(section("CLI")):
+        match = re.match(r"`paas ([a-z-]+(?: [a-z-]+)?)", cell)
+        if match:
+            names.add(match.group(1))
+    return names
+
+
+def cli_commands() -> set[str]:
+    names = set()
+    for name, command in cli.commands.items():
+        if isinstance(command, click.Group):
+            names |= {f"{name} {sub}" for sub in command.commands}
+        else:
+            names.add(name)
+    return names
+
+
+def test_every_cli_command_has_a_row_and_every_row_a_command():
+    assert documented_commands() == cli_commands()
+
+
+def test_every_setting_has_a_row():
+    rows = {cell.strip("`") for cell in table_cells(section("Settings"))}
+    for field in dataclasses.fields(Settings):
+        name = "PAAS_DATA" if field.name == "data_dir" else f"PAAS_{field.name.upper()}"
+        assert name in rows, f"setting {name} has no row in the README's Settings table"
+
+
+@pytest.fixture(scope="module")
+def example() -> dict:
+    """The manifest example of the README's Manifest section, parsed as YAML."""
+    block = re.search(r"```yaml\n(.*?)```", section("Manifest"), re.S)
+    assert block, "the Manifest section has no yaml example"
+    return yaml.safe_load(block.group(1))
+
+
+def test_the_manifest_example_is_a_valid_manifest(example):
+    manifest.validate(example)
 
 
 @pytest.mark.parametrize(
-    "field",
-    [*Manifest.model_fields, *(f"  {f}:" for f in Source.model_fields), *(f"{f}:" for f in Healthcheck.model_fields)],
+    ("path", "model"),
+    [
+        ((), manifest.Manifest),
+        (("source",), manifest.Source),
+        (("healthcheck",), manifest.Healthcheck),
+        (("resources",), manifest.Resources),
+    ],
 )
-def test_manifest_field_documented(field):
-    manifest_section = README.split("## Manifest", 1)[1].split("## API", 1)[0]
-    assert field.strip() in manifest_section
+def test_the_manifest_example_shows_every_field(example, path, model):
+    shown = example
+    for key in path:
+        shown = shown[key]
+    assert set(shown) == set(model.model_fields), f"{'.'.join(path) or 'manifest'}: documented fields differ"

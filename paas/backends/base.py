@@ -17,6 +17,8 @@ class ContainerStatus:
     started: float | None = None
     image: str = ""
     id: str = ""
+    exit_code: int | None = None  # how it last exited, if it has
+    role: str = ""
 
 
 @dataclass
@@ -24,7 +26,22 @@ class PodStatus:
     app: str
     digest: str  # the PodSpec.digest the pod was created from
     containers: list[ContainerStatus] = field(default_factory=list)
-    runtime: dict = field(default_factory=dict)  # the runtime's state file, as it reported it
+    # The JSON files containers report (Container.reports), as read by the backend; what an
+    # app process could have written, so it is shown, never trusted as a release's outcome.
+    reports: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def runtime(self) -> dict:
+        """The runtime's state, as it reported it."""
+        return self.reports.get("runtime") or {}
+
+    @property
+    def sync_error(self) -> str | None:
+        """git-sync's last error (its --error-file), if the last sync failed."""
+        error = self.reports.get("sync_error")
+        if not error:
+            return None
+        return ": ".join(str(error[k]) for k in ("Msg", "Err") if error.get(k)) or "git-sync failed"
 
     @property
     def running(self) -> bool:
@@ -55,7 +72,7 @@ class Backend(Protocol):
         """The pod's output, one line per item, each prefixed by its container's name."""
 
     def sync_url(self, app: str) -> str | None:
-        """Where the pod's git-sync answers ``POST /sync``, if it runs."""
+        """Where the pod's sync container answers HTTP (``POST /sync``), if it runs."""
 
     def close(self) -> None:
         """Release the backend; a backend whose pods die with the control plane stops them."""

@@ -33,7 +33,7 @@ from paas.backends.base import ContainerStatus, PodStatus
 from paas.backends.logfiles import LogWriter, follow_logs
 from paas.backends.logfiles import now as _now
 from paas.errors import BackendUnavailable
-from paas.podspec import SYNC_PORT, WORKSPACE, Container, PodSpec
+from paas.podspec import SECRETS_DIR, SYNC, WORKSPACE, Container, PodSpec
 
 BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 30.0
 STOP_GRACE = 5.0
@@ -61,6 +61,7 @@ class _Process:
     restarts: int = 0
     failures: int = 0
     next_start: float = 0.0
+    exit_code: int | None = None
     writer: LogWriter | None = field(default=None, repr=False)
 
     @property
@@ -88,6 +89,7 @@ class _Process:
         if self.proc is None or self.proc.poll() is None:
             return False
         kill_marked(self.marker)  # what the exited process left running must not outlive it
+        self.exit_code = self.proc.returncode
         self.failures = 0 if now - (self.started or now) >= HEALTHY_AFTER else self.failures + 1
         self.next_start = now + min(BACKOFF_MAX, BACKOFF_START * 2 ** max(0, self.failures - 1))
         self.restarts += 1
@@ -103,14 +105,16 @@ class _Process:
 class _Pod:
     spec: PodSpec
     dir: Path
-    sync_port: int
+    ports: dict[tuple[str, str], int]  # (container, port name) -> the port it binds on the host
     processes: list[_Process]
+    mounts: list[tuple[str, str]]
 
 
 class LocalBackend:
     name = "local"
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, apps_host: str = "127.0.0.1") -> None:
+        self.apps_host = apps_host  # where published ports listen
         self.root = data_dir / "pods"
         self.cache = data_dir / "cache"  # dependency caches shared by every pod on this host
         self.root.mkdir(parents=True, exist_ok=True)
@@ -163,7 +167,10 @@ class LocalBackend:
     def sync_url(self, app: str) -> str | None:
         with self._lock:
             pod = self._pods.get(app)
-        return f"http://127.0.0.1:{pod.sync_port}" if pod else None
+        sync = pod.spec.role(SYNC) if pod else None
+        if pod is None or sync is None or not sync.ports:
+            return None
+        return f"http://127.0.0.1:{pod.ports[(sync.name, sync.ports[0].name)]}"
 
     def close(self) -> None:
         """Stop every pod's processes (their workspaces stay for the next start)."""
@@ -181,14 +188,21 @@ class LocalBackend:
         workspace = pod_dir / "workspace"
         for sub in (workspace, pod_dir / "logs", pod_dir / "home", self.cache):
             sub.mkdir(parents=True, exist_ok=True)
-        sync_port = _free_port()
+        secrets = _write_secrets(pod_dir / "secrets", spec.secrets)
         # Longest prefix first: the shared cache, then the pod's own workspace.
         mounts = [(f"{WORKSPACE}/cache", str(self.cache)), (WORKSPACE, str(workspace))]
+        ports: dict[tuple[str, str], int] = {}
         processes = []
         for c in spec.containers:
-            env = {k: _mount(v, mounts) for k, v in c.env.items()}
-            if env.get("GITSYNC_HTTP_BIND", "").endswith(f":{SYNC_PORT}"):
-                env["GITSYNC_HTTP_BIND"] = f"127.0.0.1:{sync_port}"
+            own = mounts + ([(SECRETS_DIR, str(secrets))] if c.secrets else [])
+            env = {k: _mount(v, own) for k, v in c.env.items()}
+            # One host network for every pod: a published port listens where apps do, an
+            # internal one moves to a free loopback port so pods don't collide.
+            for port in c.ports:
+                host, number = (self.apps_host, port.number) if port.publish else ("127.0.0.1", _free_port())
+                ports[(c.name, port.name)] = number
+                if port.bind_env:
+                    env[port.bind_env] = f"{host}:{number}"
             marker = f"{self.marker}/{spec.app}/{c.name}"
             base = _base_env() | {"HOME": str(pod_dir / "home"), MARKER: marker}
             processes.append(
@@ -201,7 +215,7 @@ class LocalBackend:
                     marker=marker,
                 )
             )
-        return _Pod(spec, pod_dir, sync_port, processes)
+        return _Pod(spec, pod_dir, ports, processes, mounts)
 
     def _run(self) -> None:
         while not self._closed:
@@ -242,15 +256,24 @@ class LocalBackend:
                 p.writer.join(timeout=2)
 
     def _status(self, pod: _Pod) -> PodStatus:
-        containers = [
-            ContainerStatus(
-                p.spec.name, p.state, p.restarts, p.started, p.spec.image, str(p.proc.pid) if p.proc else ""
+        containers = []
+        reports: dict[str, dict] = {}
+        for p in pod.processes:
+            containers.append(
+                ContainerStatus(
+                    p.spec.name,
+                    p.state,
+                    p.restarts,
+                    p.started,
+                    p.spec.image,
+                    str(p.proc.pid) if p.proc else "",
+                    p.exit_code,
+                    p.spec.role,
+                )
             )
-            for p in pod.processes
-        ]
-        return PodStatus(
-            pod.spec.app, pod.spec.digest, containers, _read_json(pod.dir / "workspace" / "runtime.json")
-        )
+            for key, path in p.spec.reports.items():
+                reports[key] = _read_json(Path(_mount(path, pod.mounts)))
+        return PodStatus(pod.spec.app, pod.spec.digest, containers, reports)
 
 
 def _mount(value: str, mounts: list[tuple[str, str]]) -> str:
@@ -258,6 +281,22 @@ def _mount(value: str, mounts: list[tuple[str, str]]) -> str:
         if value == inside or value.startswith(inside + "/"):
             return outside + value[len(inside) :]
     return value
+
+
+def _write_secrets(directory: Path, files: dict[str, str]) -> Path:
+    """The pod's secret files, readable by its owner only; stale ones removed."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    for old in directory.iterdir():
+        if old.name not in files:
+            old.unlink()
+    for name, content in files.items():
+        path = directory / name
+        fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+        os.replace(path.with_suffix(".tmp"), path)
+    return directory
 
 
 def _base_env() -> dict[str, str]:

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from paas import lock
 from paas.backends import make_backend
 from paas.control import ControlPlane
 from paas.errors import PaasError
@@ -17,6 +18,8 @@ from paas.settings import Settings
 def create_app(config: dict[str, Any] | None = None, start: bool = True) -> Flask:
     """Build the app; ``config`` overrides settings (tests), ``start`` runs the reconciler."""
     settings = Settings.load(config).with_token()
+    if start:
+        lock.acquire(settings.data_dir, settings.url)  # one control plane per data directory
     app = Flask(__name__)
     app.config["PAAS_SETTINGS"] = settings
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -27,7 +27,15 @@ def _auth():
 
 @bp.get("/healthz")
 def healthz():
-    return jsonify({"status": "ok", "version": __version__, "backend": _control().backend.name})
+    control = _control()
+    return jsonify(
+        {
+            "status": "ok",
+            "version": __version__,
+            "backend": control.backend.name,
+            "reconciled": control.reconciler.passes,  # passes so far: tests wait on it, not on time
+        }
+    )
 
 
 @bp.get("/apps")
@@ -68,8 +76,8 @@ def rollback(name: str):
     target = body.get("revision")
     if target is not None and not isinstance(target, str | int):
         raise InvalidInput("revision must be a release number (3 or v3) or a commit hash")
-    release = _control().rollback(name, None if target is None else str(target))
-    return jsonify(release.to_json()), 201
+    release, original = _control().rollback(name, None if target is None else str(target))
+    return jsonify(release.to_json() | {"rolls_back_to": original.to_json()}), 201
 
 
 @bp.get("/apps/<name>/logs")

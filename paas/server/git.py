@@ -3,6 +3,12 @@
 Auth is HTTP basic with the admin token as the password (any user name); a pod's own
 deploy token may only fetch its app's repo. Error bodies are text/plain because git
 shows them to the user as ``remote: …`` lines.
+
+A push is answered only once its deploy has an outcome: the deploy's steps follow git's
+own progress as ``remote: paas: …`` lines, then ``live at <url>``; or the reason it failed,
+the branch is moved back to where it was (so it holds the code that serves, as Heroku and
+Dokku keep it) and git's report says ``[remote rejected]``, so ``git push`` fails.
+``git push -o nowait`` returns once the release is stored.
 """
 
 from __future__ import annotations
@@ -10,14 +16,20 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import queue
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 from flask import Blueprint, Response, current_app, request
 
+from paas import store as st
+from paas.deploys import Outcome
 from paas.errors import AppNotFound, InvalidAppName
 from paas.names import check_app_name
+from paas.server import pktline
 from paas.server.auth import admin_token, same
 
 bp = Blueprint("git", __name__, url_prefix="/git")
@@ -54,7 +66,7 @@ def serve(name: str, rest: str):
     except (InvalidAppName, AppNotFound) as e:
         return _text(404, e.message)
     if not app.manifest.hosted:
-        return _text(404, f"app {name!r} deploys from {app.manifest.source.repo}, not from a push")
+        return _text(404, f"app {name!r} deploys from {app.manifest.source.clone_url}, not from a push")
     service = _service()
     if rest not in ("info/refs", "git-upload-pack", "git-receive-pack") or service not in SERVICES:
         return _text(404, "only git's smart HTTP protocol is served here")
@@ -64,13 +76,118 @@ def serve(name: str, rest: str):
     if not (writer or (reader and service == "git-upload-pack")):
         challenge = {"WWW-Authenticate": 'Basic realm="paas"'}
         return _text(401, "authentication failed: use the paas token as the password", **challenge)
-    pushing = rest == "git-receive-pack"
-    before = control.repos.head(name, app.manifest.source.ref) if pushing else None
-    after = (lambda: control.record_push(name, before)) if pushing else None
-    return _backend(control.repos.root, f"/{name}.git/{rest}", after)
+    if rest != "git-receive-pack":
+        return _backend(control.repos.root, f"/{name}.git/{rest}")
+    return _push(control, app, f"/{name}.git/{rest}")
 
 
-def _backend(root, path_info: str, after) -> Response:
+def _push(control, app, path_info: str) -> Response:
+    """A push: receive-pack's answer, held back until the deploy has an outcome to report."""
+    deploy = Push(control, app, request.host)
+    deploy.lock.acquire()  # one push per app at a time, until this answer ends
+    try:
+        options = tempfile.NamedTemporaryFile(prefix="paas-push-", suffix=".options", delete=False)
+        options.close()
+        deploy.before = control.repos.head(app.name, app.manifest.source.ref)
+        proc, status, headers = _start_backend(control.repos.root, path_info, {"PAAS_PUSH_OPTIONS": options.name})
+    except BaseException:
+        deploy.lock.release()
+        raise
+
+    def body() -> Iterator[bytes]:
+        try:
+            answer = yield from pktline.read_answer(proc.stdout)
+            proc.wait()
+            deploy.options = Path(options.name).read_text().split()
+            if proc.returncode == 0:
+                yield from deploy.run(answer)
+            yield pktline.finish(answer)
+        except pktline.ProtocolError as e:
+            log.warning("push to %s: unreadable answer from git receive-pack: %s", app.name, e)
+        finally:
+            Path(options.name).unlink(missing_ok=True)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            deploy.lock.release()
+
+    return Response(body(), status=status, headers=headers, direct_passthrough=True)
+
+
+class Push:
+    """What the pusher reads after git's own lines: the deploy's steps and its outcome."""
+
+    def __init__(self, control, app, host: str) -> None:
+        self.control, self.app = control, app
+        self.url = control.url_of(app, host.rsplit(":", 1)[0] if host else None)
+        self.lock = control.deploys.push_lock(app.name)
+        self.before: str | None = None
+        self.options: list[str] = []
+
+    def run(self, answer: pktline.Answer) -> Iterator[bytes]:
+        ref = f"refs/heads/{self.app.manifest.source.ref}"
+        if f"ok {ref}" not in answer.report:
+            return  # the branch wasn't updated (refused, or only tags pushed): nothing to deploy
+        release = self.control.deploys.record_push(self.app, self.before)
+        if release is None:
+            return
+        say = lambda text: pktline.progress(f"paas: {text}")  # noqa: E731
+        yield say(f"v{release.number} stored ({release.revision[:12]} {release.message!r})")
+        if "nowait" in self.options:
+            yield say(f"deploying without waiting (-o nowait): `paas status {self.app.name}` shows the outcome")
+            return
+        lines: queue.Queue[str | Outcome] = queue.Queue()
+
+        def wait() -> None:
+            try:
+                outcome = self.control.deploys.await_outcome(self.app.name, release, lines.put)
+            except Exception as e:  # the app was deleted meanwhile, the store closed: end the push
+                log.warning("push to %s: waiting for the outcome failed: %s", self.app.name, e)
+                outcome = Outcome(release, 0.0, None)
+            lines.put(outcome)
+
+        threading.Thread(target=wait, name=f"push-{self.app.name}", daemon=True).start()
+        while isinstance(line := lines.get(), str):
+            yield say(line)
+        outcome = line
+        if outcome.status == st.LIVE:
+            yield say(f"v{release.number} live at {self.url} in {outcome.seconds:.1f} s")
+        elif outcome.status == st.PENDING:
+            yield say(f"v{release.number} still deploying after {outcome.seconds:.0f} s: `paas status {self.app.name}` will tell")
+        else:
+            yield from self._failed(answer, ref, outcome)
+
+    def _failed(self, answer: pktline.Answer, ref: str, outcome: Outcome) -> Iterator[bytes]:
+        release = outcome.release
+        first, _, rest = release.reason.partition("\n")
+        yield pktline.progress(f"paas: {release.status}: {first}")
+        if rest.strip():
+            yield pktline.progress("\n".join(f"paas:   {line}" for line in rest.strip("\n").splitlines()))
+        keeps = f"v{outcome.serving.number} keeps serving" if outcome.serving else "nothing serves yet"
+        self.control.deploys.undo_push(self.app, release, self.before)
+        kept = self.before[:12] if self.before else "nothing (it was the first push)"
+        yield pktline.progress(f"paas: {keeps}; the branch stays at {kept}")
+        answer.report = pktline.reject(answer.report, ref, f"deploy {release.status}; {keeps}")
+
+
+def _backend(root, path_info: str) -> Response:
+    proc, status, headers = _start_backend(root, path_info)
+
+    def body() -> Iterator[bytes]:
+        try:
+            while chunk := proc.stdout.read1(CHUNK):
+                yield chunk
+            proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    return Response(body(), status=status, headers=headers, direct_passthrough=True)
+
+
+def _start_backend(root, path_info: str, extra_env: dict[str, str] | None = None):
+    """``git http-backend`` fed the request; its process, status and headers."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "GIT_PROJECT_ROOT": str(root),
@@ -83,7 +200,7 @@ def _backend(root, path_info: str, after) -> Response:
         "REMOTE_ADDR": request.remote_addr or "",
         "GIT_PROTOCOL": request.headers.get("Git-Protocol", ""),
         "HTTP_CONTENT_ENCODING": request.headers.get("Content-Encoding", ""),
-    }
+    } | (extra_env or {})
     if request.content_length is not None:
         env["CONTENT_LENGTH"] = str(request.content_length)
     proc = subprocess.Popen(
@@ -93,26 +210,10 @@ def _backend(root, path_info: str, after) -> Response:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    feeder = threading.Thread(target=_feed, args=(request.stream, proc.stdin), daemon=True)
-    feeder.start()
+    threading.Thread(target=_feed, args=(request.stream, proc.stdin), daemon=True).start()
     threading.Thread(target=_log_stderr, args=(proc.stderr,), daemon=True).start()
     status, headers = _read_cgi_headers(proc.stdout)
-
-    def body() -> Iterator[bytes]:
-        try:
-            while chunk := proc.stdout.read1(CHUNK):
-                yield chunk
-            proc.wait()
-            feeder.join()
-            # Still inside the response: the push is answered only once the release is stored.
-            if after is not None and proc.returncode == 0:
-                after()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
-    return Response(body(), status=status, headers=headers, direct_passthrough=True)
+    return proc, status, headers
 
 
 def _feed(source, sink) -> None:

@@ -6,6 +6,7 @@ reconciler is one per control plane, so the worker must be one process.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -20,13 +21,15 @@ def _worker_exit(server: Any, worker: Any) -> None:
 
 
 class ControlPlaneServer(BaseApplication):
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, also_on: tuple[str, ...] = ()) -> None:
+        """``also_on``: more addresses to listen on besides ``settings.host`` (the Docker bridge's)."""
         self.settings = settings
+        self.addresses = (settings.host, *also_on)
         super().__init__()
 
     def load_config(self) -> None:
         options = {
-            "bind": f"{self.settings.host}:{self.settings.port}",
+            "bind": [f"{address}:{self.settings.port}" for address in self.addresses],
             "workers": 1,
             "worker_class": "gthread",
             "threads": 32,
@@ -41,14 +44,4 @@ class ControlPlaneServer(BaseApplication):
     def load(self):
         from paas.server import create_app
 
-        s = self.settings
-        return create_app(
-            {
-                "data_dir": s.data_dir,
-                "backend": s.backend,
-                "host": s.host,
-                "port": s.port,
-                "token": s.token,
-                "internal_url": s.internal_url,
-            }
-        )
+        return create_app({f.name: getattr(self.settings, f.name) for f in fields(self.settings)})

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import snapshot
+from . import progress, snapshot
 from .errors import BuildFailed
 from .node import NodeRuntime
 from .python import PythonRuntime
@@ -49,6 +49,8 @@ def choose_runtime(name: str | None, worktree: Path) -> Runtime:
     for runtime in RUNTIMES.values():
         if runtime.detect(worktree):
             return runtime
+    if not any(entry.name != ".git" for entry in worktree.iterdir()):
+        raise BuildFailed("the revision holds no files (an empty repository): commit the app's code and push it")
     raise BuildFailed(
         "cannot tell the runtime: no requirements.txt, pyproject.toml, package.json or "
         f"index.html; set runtime in the manifest (PAAS_RUNTIME) to one of {', '.join(RUNTIMES)}"
@@ -73,8 +75,9 @@ async def prepare(revision: Revision, settings: Settings) -> Plan:
     workdir = await _snapshot(revision, settings)
     try:
         runtime = choose_runtime(settings.runtime, workdir)
-        command = settings.run or procfile_command(workdir) or runtime.default_command(workdir)
-        log.info("building %s (%s): %s", revision.hash, runtime.name, command)
+        progress.say(f"runtime {runtime.name} ({'as the manifest says' if settings.runtime else 'detected'})")
+        command, source = _command(settings, workdir, runtime)
+        progress.say(f"command `{command}` ({source})")
         try:
             env = await runtime.build(workdir, command, settings.cache_dir, settings.app_env)
         except OSError as e:  # an unwritable cache, a full disk
@@ -84,6 +87,16 @@ async def prepare(revision: Revision, settings: Settings) -> Plan:
             snapshot.remove(workdir)
         raise
     return Plan(revision=revision, workdir=workdir, runtime=runtime.name, command=command, env=env)
+
+
+def _command(settings: Settings, workdir: Path, runtime: Runtime) -> tuple[str, str]:
+    """The command to run, and where it came from."""
+    if settings.run:
+        return settings.run, "the manifest's run"
+    procfile = procfile_command(workdir)
+    if procfile:
+        return procfile, "the Procfile's web:"
+    return runtime.default_command(workdir), f"the {runtime.name} runtime's default"
 
 
 async def _snapshot(revision: Revision, settings: Settings) -> Path:

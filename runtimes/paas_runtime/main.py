@@ -19,6 +19,7 @@ log = logging.getLogger("paas_runtime")
 EPILOG = """\
 environment:
   PORT                 public port the app is served on (required)
+  PAAS_BIND            HOST:PORT the public port listens on (default every address)
   PAAS_APP_DIR         symlink to the current revision (default /workspace/current)
   PAAS_RUN             command to run (default: Procfile "web:", else the runtime's)
   PAAS_HEALTHCHECK     path that must answer below 500 before traffic moves (default /)

@@ -30,7 +30,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import cache, process
+from . import cache, process, progress
 from .errors import BuildFailed
 from .handoff import NODE_ADAPTER
 from .strategy import Runtime
@@ -73,15 +73,16 @@ class NodeRuntime(Runtime):
         app_env.setdefault("NPM_CONFIG_FUND", "false")
         own = worktree / "node_modules"
         if os.path.lexists(own):
-            log.info("the revision brings its own node_modules: not installing")
+            progress.say("dependencies: the revision brings its own node_modules, not installing")
         else:
             inputs = {name: data for name in INPUTS if (data := _read(worktree / name)) is not None}
             key = _key(inputs, await self._node_version(node, env))
             installed = cache_dir / "node" / key
+            listed = ", ".join(inputs) or "package.json"
             if installed.is_dir():
-                log.info("reusing node_modules %s", key[:12])
+                progress.say(f"dependencies: {listed} unchanged, reusing node_modules {key[:12]}")
             else:
-                log.info("building node_modules %s", key[:12])
+                progress.say(f"dependencies: npm ci from {listed} into node_modules {key[:12]}")
                 await _install(installed, inputs, npm, cache_dir / "npm", env)
             # Point at the build itself, not the published name: a later rebuild
             # under that name must not change what a running instance sees.

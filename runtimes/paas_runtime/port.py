@@ -78,9 +78,13 @@ class Slot:
 class PublicPort:
     """``PORT`` on every address; :meth:`steer` says which listener takes new connections."""
 
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self._family = socket.AF_INET6 if socket.has_dualstack_ipv6() else socket.AF_INET
+    def __init__(self, port: int, host: str = "") -> None:
+        """``host``: the address to listen on ("" for every address, IPv4 and IPv6 where possible)."""
+        self.port, self.host = port, host
+        if host:
+            self._family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        else:
+            self._family = socket.AF_INET6 if socket.has_dualstack_ipv6() else socket.AF_INET
         #: The supervisor's own listener: index 0 in the group.
         self.proxy_listener = self._listener()
         self._slots: list[Slot] = []
@@ -91,15 +95,16 @@ class PublicPort:
     def _listener(self) -> socket.socket:
         try:
             sock = socket.socket(self._family, socket.SOCK_STREAM)
-            if self._family == socket.AF_INET6:
+            if self._family == socket.AF_INET6 and not self.host:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind(("", self.port))
+            sock.bind((self.host, self.port))
             sock.listen(BACKLOG)
         except OSError as e:
             reason = os.strerror(e.errno) if e.errno else str(e)
-            raise ListenFailed(f"cannot listen on port {self.port}: {reason}") from e
+            where = f"{self.host}:{self.port}" if self.host else f"port {self.port}"
+            raise ListenFailed(f"cannot listen on {where}: {reason}") from e
         sock.setblocking(False)
         return sock
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from .output import Output
@@ -140,8 +141,8 @@ def _members(pgid: int) -> list[str]:
     return members
 
 
-def connections(pgid: int, port: int) -> int:
-    """TCP connections on local ``port`` that processes of group ``pgid`` hold open."""
+def _socket_inodes(pgid: int) -> set[str]:
+    """Inodes of the sockets that processes of group ``pgid`` hold open."""
     inodes: set[str] = set()
     for pid in _members(pgid):
         try:
@@ -155,19 +156,47 @@ def connections(pgid: int, port: int) -> int:
                 continue
             if target.startswith("socket:["):
                 inodes.add(target[8:-1])
-    count = 0
+    return inodes
+
+
+def _tcp_sockets(inodes: set[str]) -> Iterator[tuple[str, int, bool]]:
+    """(local address, local port, listening) of the TCP sockets among ``inodes``."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
                 next(f)  # the header
-                for line in f:
-                    fields = line.split()
-                    # local address "ADDR:PORT" in hex, state 0A is LISTEN, inode is field 9
-                    if fields[3] != "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
-                        count += 1
+                rows = [line.split() for line in f]
         except OSError:
             continue
-    return count
+        for fields in rows:
+            # local address "ADDR:PORT" in hex, state 0A is LISTEN, inode is field 9
+            if fields[9] in inodes:
+                address, port = fields[1].rsplit(":", 1)
+                yield _address(address), int(port, 16), fields[3] == "0A"
+
+
+def _address(hex_address: str) -> str:
+    """/proc/net/tcp's address (hex, in host byte order per 32-bit word) as text."""
+    raw = bytes.fromhex(hex_address)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    if len(words) == 16 and words[:12] == b"\0" * 10 + b"\xff\xff":
+        words = words[12:]  # an IPv4 address on a dual-stack socket
+    return socket.inet_ntop(socket.AF_INET if len(words) == 4 else socket.AF_INET6, words)
+
+
+def connections(pgid: int, port: int) -> int:
+    """TCP connections on local ``port`` that processes of group ``pgid`` hold open."""
+    return sum(1 for _, local, listening in _tcp_sockets(_socket_inodes(pgid)) if local == port and not listening)
+
+
+def listening(pgid: int) -> list[str]:
+    """``HOST:PORT`` of every TCP port that processes of group ``pgid`` listen on."""
+    found = {
+        f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        for host, port, listens in _tcp_sockets(_socket_inodes(pgid))
+        if listens
+    }
+    return sorted(found)
 
 
 def group_alive(pgid: int) -> bool:

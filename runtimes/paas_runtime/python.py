@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cache, process
+from . import cache, process, progress
 from .errors import BuildFailed
 from .handoff import GUNICORN_ADAPTER
 from .strategy import Runtime
@@ -64,6 +64,15 @@ class Requirements:
                 raise BuildFailed(f"pyproject.toml is not valid TOML: {e}") from e
             deps = tuple(project.get("dependencies", ()))
         return cls(req, pyproject, deps)
+
+    @property
+    def source(self) -> str:
+        """The files the dependencies come from, for a person to read."""
+        return " and ".join(
+            name
+            for name, data in (("requirements.txt", self.requirements_txt), ("pyproject.toml", self.pyproject_toml))
+            if data is not None
+        )
 
     def names_gunicorn(self) -> bool:
         text = (self.requirements_txt or b"").decode("utf-8", "replace")
@@ -106,10 +115,11 @@ class PythonRuntime(Runtime):
         key = requirements.key(extra)
         venvs = cache_dir / "venvs"
         path = venvs / key
+        what = requirements.source or "no requirements"
         if path.is_dir():
-            log.info("reusing venv %s", key[:12])
+            progress.say(f"dependencies: {what} unchanged, reusing venv {key[:12]}")
         else:
-            log.info("building venv %s", key[:12])
+            progress.say(f"dependencies: installing {what}{' and gunicorn' if extra else ''} into venv {key[:12]}")
             pip_cache = cache_dir / "pip"
             await cache.build_once(
                 path, lambda build: _install(build, worktree, requirements, extra, pip_cache, env), "venv"

@@ -12,6 +12,7 @@ DEFAULT_APP_DIR = "/workspace/current"
 #: Every variable the supervisor itself reads; all others belong to the app.
 CONTRACT_VARS = (
     "PORT",
+    "PAAS_BIND",
     "PAAS_APP_DIR",
     "PAAS_RUN",
     "PAAS_HEALTHCHECK",
@@ -41,6 +42,8 @@ class Settings:
     cache_dir: Path
     state_file: Path
     app_env: dict[str, str] = field(default_factory=dict)
+    #: The address the public port listens on ("" for all of them).
+    host: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], runtimes: tuple[str, ...]) -> Settings:
@@ -48,6 +51,7 @@ class Settings:
         problems: list[str] = []
 
         port = _parse_port(environ.get("PORT", ""), problems)
+        host = _parse_bind(environ.get("PAAS_BIND", ""), port, problems)
         # Keep the link path as given: resolving it would pin one revision.
         app_dir = Path(os.path.abspath(environ.get("PAAS_APP_DIR") or DEFAULT_APP_DIR))
         run = environ.get("PAAS_RUN", "").strip() or None
@@ -88,6 +92,7 @@ class Settings:
             cache_dir=cache_dir.absolute(),
             state_file=state_file.absolute(),
             app_env={k: v for k, v in environ.items() if k not in CONTRACT_VARS},
+            host=host,
         )
 
 
@@ -100,3 +105,15 @@ def _parse_port(raw: str, problems: list[str]) -> int | None:
         problems.append(f"PORT: must be a TCP port number, got {raw!r}")
         return None
     return int(raw)
+
+
+def _parse_bind(raw: str, port: int | None, problems: list[str]) -> str:
+    """The host of ``PAAS_BIND`` (``HOST:PORT``, the port being ``PORT``); "" when unset."""
+    raw = raw.strip()
+    if not raw:
+        return ""
+    host, _, bound = raw.rpartition(":")
+    host = host.strip("[]")
+    if not host or not bound.isdigit() or (port is not None and int(bound) != port):
+        problems.append(f"PAAS_BIND: must be HOST:PORT with PORT's value as the port, got {raw!r}")
+    return "" if host in ("0.0.0.0", "::") else host

@@ -24,6 +24,8 @@ Traffic = Literal["direct", "proxied"]
 
 #: Events kept in the file, oldest dropped first.
 MAX_EVENTS = 20
+#: Steps kept of the deploy in progress (or the last one).
+MAX_STEPS = 50
 
 
 @dataclass
@@ -40,6 +42,15 @@ class Event:
     event: EventKind
     revision: str
     message: str
+    at: float = field(default_factory=time.time)
+
+
+@dataclass
+class Step:
+    """One thing a deploy did (chose a runtime, installed dependencies, started, got healthy)."""
+
+    revision: str
+    text: str
     at: float = field(default_factory=time.time)
 
 
@@ -62,6 +73,8 @@ class State:
     #: How the public port reaches it: "direct" (the app accepts on it) or "proxied".
     traffic: Traffic | None = None
     events: list[Event] = field(default_factory=list)
+    #: What the newest deploy did so far, oldest first.
+    steps: list[Step] = field(default_factory=list)
     updated: float = field(default_factory=time.time)
 
 
@@ -78,6 +91,12 @@ class StateFile:
             setattr(self.state, name, value)
         self.state.updated = time.time()
         self._write()
+
+    def step(self, revision: str, text: str) -> None:
+        """Record a step of the deploy of ``revision`` (a new revision's first step starts afresh)."""
+        kept = [s for s in self.state.steps if s.revision == revision]
+        self.state.steps = [*kept, Step(revision, text)][-MAX_STEPS:]
+        self.update()
 
     def event(self, kind: EventKind, revision: str, message: str, **changes: object) -> None:
         """Record an event (and apply ``changes``) in one write."""

@@ -29,7 +29,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from . import build, process, snapshot
+from . import build, process, progress, snapshot
 from .build import Plan
 from .errors import DeployFailed, StartFailed
 from .handoff import Channel
@@ -81,7 +81,7 @@ class Instance:
 class Supervisor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.port = PublicPort(settings.port)
+        self.port = PublicPort(settings.port, settings.host)
         self.proxy = Proxy(self.port.proxy_listener)
         self.state = StateFile(settings.state_file)
         self._target: Revision | None = None
@@ -119,8 +119,13 @@ class Supervisor:
         self._deploy = self._spawn(self._deploy_revision(revision))
 
     async def _deploy_revision(self, revision: Revision) -> None:
+        with progress.reporting(lambda text: self.state.step(revision.hash, text)):
+            await self._deploy_reporting(revision)
+
+    async def _deploy_reporting(self, revision: Revision) -> None:
         began = time.monotonic()
         self.state.update(status="building", target=revision.hash)
+        progress.say(f"building {revision.hash[:12]}")
         plan: Plan | None = None
         try:
             plan = await build.prepare(revision, self.settings)
@@ -145,8 +150,8 @@ class Supervisor:
             self._restart.cancel()
         self._backoff = BACKOFF_FIRST  # new code, fresh start
         took = time.monotonic() - began
+        progress.say(f"healthy: traffic switched to {revision.hash[:12]}, {took:.2f} s after the link moved")
         self._switch(instance, "deployed", f"{plan.runtime} revision serving after {took:.2f} s")
-        log.info("revision %s serving after %.2f s", revision.hash, took)
 
     # -- instances -------------------------------------------------------------
 
@@ -157,18 +162,20 @@ class Supervisor:
         app's own command for the app's own container, and may use ``$PORT``.
         """
         port = _free_port()
-        env = {**plan.env, "PORT": str(port), "HOST": "127.0.0.1"}
+        env = {
+            **plan.env,
+            "PORT": str(port),
+            "HOST": "127.0.0.1",
+            "PAAS_PUBLIC_PORT": str(self.settings.port),
+            "PAAS_PUBLIC_HOST": self.settings.host or "127.0.0.1",
+        }
         slot = self.port.take_slot()
         channel: Channel | None = None
         fds: tuple[int, ...] = ()
         if slot is not None:
             channel = Channel()
             fds = (slot.fd, channel.theirs.fileno())
-            env |= {
-                "PAAS_LISTEN_FD": str(fds[0]),
-                "PAAS_CONTROL_FD": str(fds[1]),
-                "PAAS_PUBLIC_PORT": str(self.settings.port),
-            }
+            env |= {"PAAS_LISTEN_FD": str(fds[0]), "PAAS_CONTROL_FD": str(fds[1])}
         try:
             group = await ProcessGroup.start(["/bin/sh", "-c", plan.command], plan.workdir, env, pass_fds=fds)
         except OSError as e:
@@ -179,6 +186,10 @@ class Supervisor:
         instance = Instance(plan, group, Backend(port), slot, channel)
         self._instances.add(instance)
         log.info("started %s on 127.0.0.1:%d: %s", instance.name, port, plan.command)
+        progress.say(
+            f"started `{plan.command}`; waiting for GET {self.settings.healthcheck} to answer "
+            f"(up to {self.settings.health_timeout:g} s)"
+        )
         try:
             await self._until_healthy(instance)
         except BaseException:
@@ -201,12 +212,24 @@ class Supervisor:
             if status is not None and status < 500:
                 return
             if time.monotonic() >= deadline:
-                answer = f"status {status}" if status is not None else "no answer"
+                answer = f"status {status}" if status is not None else self._not_listening(instance)
                 raise StartFailed(
                     f"the app did not answer GET {path} with a status below 500 within "
                     f"{timeout:g} s ({answer})\n" + instance.group.tail()
                 )
             await asyncio.sleep(HEALTH_INTERVAL)
+
+    def _not_listening(self, instance: Instance) -> str:
+        """Why nothing answered: what the app listens on instead of ``$PORT``, if it does."""
+        port = instance.backend.port
+        try:
+            elsewhere = [a for a in process.listening(instance.group.pid) if not a.endswith(f":{port}")]
+        except OSError:
+            elsewhere = []
+        hint = f"no answer: the app must listen on $PORT (here PORT={port})"
+        if elsewhere:
+            return f"{hint}, but it listens on {', '.join(elsewhere)} instead"
+        return f"{hint}, and it listens on no TCP port at all"
 
     def _switch(self, instance: Instance, kind: EventKind, message: str) -> None:
         """Send new connections to ``instance``; the previous one drains and stops."""

@@ -9,6 +9,7 @@ containers trust what the host trusts), and ``docker import`` it under the base'
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
@@ -67,6 +68,20 @@ IMAGES = (
 )
 POD_IMAGES = tuple(i for i in IMAGES if i.name != "control-plane")
 RUNTIME_BASE = IMAGES[1]
+
+
+def bridge_gateway(client: docker.DockerClient) -> str | None:
+    """The host's address on Docker's default bridge: what ``host-gateway`` means in a pod."""
+    try:
+        configs = client.networks.get("bridge").attrs.get("IPAM", {}).get("Config") or []
+    except DockerException:
+        return None
+    for config in configs:
+        if ":" in config.get("Subnet", ":"):
+            continue  # IPv6
+        # Docker gives the bridge the subnet's first address unless told otherwise.
+        return config.get("Gateway") or str(ipaddress.ip_network(config["Subnet"], strict=False)[1])
+    return None
 
 
 def connect() -> docker.DockerClient:

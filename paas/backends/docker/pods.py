@@ -17,6 +17,7 @@ import queue
 import socket
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -26,11 +27,11 @@ from docker.models.containers import Container as DockerContainer
 from paas.backends.base import ContainerStatus, PodStatus
 from paas.backends.docker import images
 from paas.errors import BackendUnavailable, PaasError
-from paas.podspec import SYNC_PORT, WORKSPACE, PodSpec
+from paas.podspec import SECRETS_DIR, SYNC, WORKSPACE, Container, PodSpec
 
 INFRA = "pod"
 CONTROL_PLANE_ALIAS = "paas-control-plane"
-STATE_FILE = f"{WORKSPACE}/runtime.json"
+REMOVE_TIMEOUT = 20.0
 
 
 class BackendError(PaasError):
@@ -40,8 +41,9 @@ class BackendError(PaasError):
 class DockerBackend:
     name = "docker"
 
-    def __init__(self, instance: str) -> None:
+    def __init__(self, instance: str, apps_host: str = "127.0.0.1") -> None:
         self.instance = instance  # only objects labelled with it are this control plane's
+        self.apps_host = apps_host  # the host address published ports are bound to
         self.client = images.connect()
         absent = images.missing(self.client)
         if absent:
@@ -55,12 +57,24 @@ class DockerBackend:
         with self._lock:
             try:
                 return self._apply(spec)
+            except APIError as e:
+                if e.status_code == 409 and "is already in use" in str(e.explanation):
+                    raise BackendError(
+                        f"docker could not run the pod of {spec.app}: a container of the same name exists "
+                        "and was not made by this control plane (remove it, or use another app name)"
+                    ) from None
+                raise BackendError(f"docker could not run the pod of {spec.app}: {images._reason(e)}") from None
             except DockerException as e:
                 raise BackendError(
                     f"docker could not run the pod of {spec.app}: {images._reason(e)}"
                 ) from None
 
     def remove(self, app: str) -> None:
+        """Remove the pod's containers, then its network and volume, and check they are gone.
+
+        Found by label and by name (a volume Docker made on its own for a container has no
+        labels); a volume still in use by a container being torn down is retried.
+        """
         with self._lock:
             try:
                 for c in self._containers(app):
@@ -70,10 +84,23 @@ class DockerBackend:
                     for attached in network.attrs.get("Containers") or {}:
                         _quietly(network.disconnect, attached, force=True)
                     _quietly(network.remove)
-                for volume in self.client.volumes.list(filters={"label": [f"paas.app={app}", self._owner]}):
-                    _quietly(volume.remove, force=True)
+                volumes = {v.name for v in self.client.volumes.list(filters={"label": [f"paas.app={app}", self._owner]})}
+                self._remove_volumes(volumes | {_name(app, "workspace")})
             except DockerException as e:
                 raise BackendError(f"docker could not remove the pod of {app}: {images._reason(e)}") from None
+
+    def _remove_volumes(self, names: set[str]) -> None:
+        deadline = time.monotonic() + REMOVE_TIMEOUT
+        for name in sorted(names):
+            while True:
+                try:
+                    self.client.volumes.get(name).remove(force=True)
+                except NotFound:
+                    break
+                except APIError as e:
+                    if e.status_code != 409 or time.monotonic() >= deadline:  # 409: still in use
+                        raise
+                    time.sleep(0.2)
 
     def pods(self) -> dict[str, PodStatus]:
         grouped: dict[str, list[DockerContainer]] = {}
@@ -93,12 +120,14 @@ class DockerBackend:
         yield from _follow(containers, tail)
 
     def sync_url(self, app: str) -> str | None:
+        sync = next((c for c in self._containers(app) if c.labels.get("paas.role") == SYNC), None)
+        ports = json.loads(sync.labels.get("paas.ports", "{}")) if sync else {}
         try:
             infra = self.client.containers.get(_name(app, INFRA))
         except NotFound:
             return None
         address = (infra.attrs["NetworkSettings"]["Networks"].get(_name(app, "net")) or {}).get("IPAddress")
-        return f"http://{address}:{SYNC_PORT}" if address else None
+        return f"http://{address}:{next(iter(ports.values()))}" if address and ports else None
 
     def close(self) -> None:
         """Pods keep running without the control plane; the next one adopts them."""
@@ -135,40 +164,68 @@ class DockerBackend:
                 _quietly(current.remove, force=True)
             else:
                 done = done or f"started {container.name}"
-            self.client.containers.run(
-                container.image,
-                command=list(container.command[1:]),
-                environment=container.env,
-                name=_name(spec.app, container.name),
-                labels=self._labels(spec, container.name, _restarts(current)),
-                network_mode=f"container:{infra.id}",
-                pid_mode=f"container:{infra.id}",
-                volumes={
-                    volume: {"bind": WORKSPACE, "mode": "rw"},
-                    self._cache_volume(): {"bind": f"{WORKSPACE}/cache", "mode": "rw"},
-                },
-                restart_policy={"Name": "unless-stopped"},
-                detach=True,
-                **_limits(spec, container.name),
-            )
+            self._run_container(spec, container, infra, volume, _restarts(current))
         return done
 
+    def _run_container(
+        self, spec: PodSpec, container: Container, infra: DockerContainer, volume: str, restarts: int
+    ) -> None:
+        env = dict(container.env)
+        for port in container.ports:  # the pod has its own network namespace: bind all, as declared
+            if port.bind_env:
+                env[port.bind_env] = f"0.0.0.0:{port.number}"
+        labels = self._labels(spec, container.name, restarts) | {
+            "paas.role": container.role,
+            "paas.ports": json.dumps({p.name: p.number for p in container.ports}),
+            "paas.reports": json.dumps(container.reports),
+        }
+        created = self.client.containers.create(
+            container.image,
+            command=list(container.command[1:]),
+            environment=env,
+            name=_name(spec.app, container.name),
+            labels=labels,
+            network_mode=f"container:{infra.id}",
+            pid_mode=f"container:{infra.id}",
+            volumes={
+                volume: {"bind": WORKSPACE, "mode": "rw"},
+                self._cache_volume(): {"bind": f"{WORKSPACE}/cache", "mode": "rw"},
+            },
+            restart_policy={"Name": "unless-stopped"},
+            **_limits(container),
+        )
+        if container.secrets and spec.secrets:
+            # Copied into the container before it starts: never in its env or `docker inspect`.
+            top, tar = _secrets_tar(spec.secrets, self._user(container.image))
+            created.put_archive(top, tar)
+        created.start()
+
+    def _user(self, image: str) -> tuple[int, int] | None:
+        """The numeric uid:gid an image runs as, if it says so."""
+        user = (self.client.images.get(image).attrs.get("Config") or {}).get("User") or ""
+        uid, _, gid = user.partition(":")
+        if uid.isdigit():
+            return int(uid), int(gid) if gid.isdigit() else int(uid)
+        return None if user not in ("", "root", "0") else (0, 0)
+
     def _run_infra(self, spec: PodSpec, network: str, restarts: int) -> DockerContainer:
+        """The container that owns the pod's namespaces; any pod image has ``sleep``."""
         name = _name(spec.app, INFRA)
         try:
-            self.client.containers.get(name).remove(force=True)
+            found = self.client.containers.get(name)
+            if found.labels.get("paas.instance") == self.instance:  # never another control plane's
+                found.remove(force=True)
         except NotFound:
             pass
-        image = spec.container("git-sync").image
         return self.client.containers.run(
-            image,
+            spec.containers[0].image,
             entrypoint=["sleep", "infinity"],
             name=name,
             hostname=spec.app,
             init=True,
             labels=self._labels(spec, INFRA, restarts),
             network=network,
-            ports={f"{spec.port}/tcp": spec.port},
+            ports={f"{p.number}/tcp": (self.apps_host, p.number) for p in spec.published},
             extra_hosts={"host.docker.internal": "host-gateway"},
             restart_policy={"Name": "unless-stopped"},
             detach=True,
@@ -228,10 +285,11 @@ class DockerBackend:
     def _status(self, app: str, containers: list[DockerContainer]) -> PodStatus:
         digests = {c.labels.get("paas.digest", "") for c in containers}
         statuses = []
-        runtime: dict = {}
+        reports: dict[str, dict] = {}
         for c in sorted(containers, key=lambda c: c.labels.get("paas.container", "")):
             name = c.labels.get("paas.container", c.name)
             state = c.attrs.get("State", {})
+            exited = c.status != "running" or int(c.attrs.get("RestartCount", 0)) > 0
             statuses.append(
                 ContainerStatus(
                     name=name,
@@ -240,11 +298,13 @@ class DockerBackend:
                     started=_timestamp(state.get("StartedAt")),
                     image=c.attrs["Config"]["Image"],
                     id=c.short_id,
+                    exit_code=state.get("ExitCode") if exited else None,
+                    role=c.labels.get("paas.role", ""),
                 )
             )
-            if name == "runtime":
-                runtime = _read_state(c)
-        return PodStatus(app, digests.pop() if len(digests) == 1 else "", statuses, runtime)
+            for key, path in json.loads(c.labels.get("paas.reports", "{}")).items():
+                reports[key] = _read_json(c, path)
+        return PodStatus(app, digests.pop() if len(digests) == 1 else "", statuses, reports)
 
 
 def _name(app: str, part: str) -> str:
@@ -261,20 +321,42 @@ def _restarts(replaced: DockerContainer | None) -> int:
     return 0 if replaced is None else _restart_count(replaced) + 1
 
 
-def _limits(spec: PodSpec, container: str) -> dict:
-    if container != "runtime" or spec.resources is None:
-        return {}
-    limits = {}
-    if spec.resources.memory:
-        limits["mem_limit"] = spec.resources.memory
-    if spec.resources.cpus:
-        limits["nano_cpus"] = int(spec.resources.cpus * 1e9)
+def _limits(container: Container) -> dict:
+    limits: dict = {}
+    if container.resources is None:
+        return limits
+    if container.resources.memory:
+        limits["mem_limit"] = container.resources.memory
+    if container.resources.cpus:
+        limits["nano_cpus"] = int(container.resources.cpus * 1e9)
     return limits
 
 
-def _read_state(container: DockerContainer) -> dict:
+def _secrets_tar(files: dict[str, str], owner: tuple[int, int] | None) -> tuple[str, bytes]:
+    """Where to unpack, and a tar making SECRETS_DIR hold ``files``, readable by the
+    container's user only (by every user of the container if its user isn't numeric)."""
+    buffer = io.BytesIO()
+    uid, gid = owner or (0, 0)
+    top, *below = SECRETS_DIR.strip("/").split("/")  # the top directory exists in every image
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        path = ""
+        for part in below:
+            path = f"{path}/{part}" if path else part
+            info = tarfile.TarInfo(path)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for name, content in files.items():
+            data = content.encode()
+            info = tarfile.TarInfo(f"{path}/{name}")
+            info.size, info.uid, info.gid = len(data), uid, gid
+            info.mode = 0o400 if owner else 0o444
+            tar.addfile(info, io.BytesIO(data))
+    return f"/{top}", buffer.getvalue()
+
+
+def _read_json(container: DockerContainer, path: str) -> dict:
     try:
-        stream, _ = container.get_archive(STATE_FILE)
+        stream, _ = container.get_archive(path)
         with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
             member = tar.getmembers()[0]
             return json.loads(tar.extractfile(member).read())  # type: ignore[union-attr]

@@ -2,10 +2,14 @@
 
 Copied into every venv the python runtime builds, as ``_paas_handoff.py``, and
 imported at interpreter start by ``_paas_handoff.pth`` beside it. Outside a
-paas-runtime instance (no ``PAAS_LISTEN_FD``) it does nothing. Inside one it
-waits for ``gunicorn.arbiter`` to be imported and wraps ``Arbiter.start``: once
-gunicorn has its own listeners, the public port's slot is added to them, before
-any worker is forked, so every worker accepts on both.
+paas-runtime instance (no ``PAAS_PUBLIC_PORT``) it does nothing. Inside one it
+waits for ``gunicorn.arbiter`` to be imported and wraps ``Arbiter.start``:
+
+* before gunicorn binds, an address on every interface at the instance's
+  private ``$PORT`` (gunicorn's default once ``PORT`` is set is ``0.0.0.0``)
+  becomes loopback: the private port is the supervisor's, never the network's;
+* once gunicorn has its own listeners, the public port's slot (``PAAS_LISTEN_FD``)
+  is added to them, before any worker is forked, so every worker accepts on both.
 
 Only the sync worker takes the slot: it answers one request per connection,
 so once the supervisor has seen its last connection close, stopping it closes
@@ -17,12 +21,14 @@ those between requests.
 import os
 import sys
 
+_EVERY_ADDRESS = ("", "0.0.0.0", "::", "[::]")
+
 
 def _install() -> None:
+    if not os.environ.get("PAAS_PUBLIC_PORT"):
+        return
     listen_fd = os.environ.get("PAAS_LISTEN_FD")
     control_fd = os.environ.get("PAAS_CONTROL_FD")
-    if not (listen_fd and control_fd):
-        return
 
     import importlib.abc
     import importlib.machinery
@@ -39,7 +45,7 @@ def _install() -> None:
 
             def exec_module(module):
                 load(module)
-                _wrap_start(module.Arbiter, int(listen_fd), int(control_fd))
+                _wrap_start(module.Arbiter, listen_fd, control_fd)
 
             spec.loader.exec_module = exec_module
             return spec
@@ -51,13 +57,23 @@ def _wrap_start(arbiter_class, listen_fd, control_fd):
     start = arbiter_class.start
 
     def start_and_take_the_public_port(arbiter):
+        _private_on_loopback(arbiter.cfg, os.environ.get("PORT", ""))
         start(arbiter)
         # Processes this gunicorn starts (its workers are forks) must not take it again.
         os.environ.pop("PAAS_LISTEN_FD", None)
         os.environ.pop("PAAS_CONTROL_FD", None)
-        _take(arbiter, listen_fd, control_fd)
+        if listen_fd and control_fd:
+            _take(arbiter, int(listen_fd), int(control_fd))
 
     arbiter_class.start = start_and_take_the_public_port
+
+
+def _private_on_loopback(cfg, port):
+    binds = []
+    for bind in cfg.bind:
+        host, _, bound = bind.rpartition(":")
+        binds.append(f"127.0.0.1:{port}" if bound == port and host in _EVERY_ADDRESS else bind)
+    cfg.set("bind", binds)
 
 
 def _take(arbiter, listen_fd, control_fd):

@@ -14,6 +14,31 @@ const listenFd = Number(process.env.PAAS_LISTEN_FD);
 const controlFd = Number(process.env.PAAS_CONTROL_FD);
 const privatePort = Number(process.env.PORT);
 const publicPort = Number(process.env.PAAS_PUBLIC_PORT);
+const publicHost = process.env.PAAS_PUBLIC_HOST || '127.0.0.1';
+
+// The instance's private $PORT is the supervisor's, never the network's: a server
+// that listens on it without an address (Node's default: every interface) or on a
+// wildcard listens on loopback instead.
+const EVERY_ADDRESS = new Set(['0.0.0.0', '::', '[::]', '']);
+const onLoopback = (args) => {
+  const [first, second] = args;
+  if (first !== null && typeof first === 'object') {
+    const wildcard = first.host == null || EVERY_ADDRESS.has(first.host);
+    return Number(first.port) === privatePort && wildcard && first.path == null
+      ? [{ ...first, host: '127.0.0.1' }, ...args.slice(1)]
+      : args;
+  }
+  if (Number(first) !== privatePort || typeof first === 'function') return args;
+  if (typeof second === 'string') return EVERY_ADDRESS.has(second) ? [first, '127.0.0.1', ...args.slice(2)] : args;
+  return [first, '127.0.0.1', ...args.slice(1)];
+};
+if (privatePort > 0 && publicPort > 0) {
+  const net = require('node:net');
+  const listen = net.Server.prototype.listen;
+  net.Server.prototype.listen = function (...args) {
+    return listen.apply(this, onLoopback(args));
+  };
+}
 
 const isSocket = (fd) => {
   try {
@@ -77,7 +102,7 @@ if (listenFd > 2 && controlFd > 2 && privatePort > 0 && publicPort > 0 && isSock
   const forward = (req, res) => {
     const headers = { ...endToEnd(req.headers), [FORWARDED]: '1' };
     const upstream = http.request(
-      { host: '127.0.0.1', port: publicPort, method: req.method, path: req.url, headers, agent: false },
+      { host: publicHost, port: publicPort, method: req.method, path: req.url, headers, agent: false },
       (answer) => {
         res.writeHead(answer.statusCode, answer.statusMessage, { ...endToEnd(answer.headers), connection: 'close' });
         answer.pipe(res);

@@ -1,0 +1,224 @@
+"""Deploys of hosted apps: what a push, a rollback and a restart of the control plane do to
+the deploy ref pods sync, and how a push learns its deploy's outcome.
+
+The deploy ref (``refs/paas/deploy``) only ever points at the release that serves or the
+one being deployed: a release that fails (or is cut short by a control-plane stop) moves
+it back to the release that serves, so a pod made afresh — after a restart, a crash or a
+replacement — never revives a release that did not serve.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import requests
+
+from paas import store as st
+from paas.backends.base import Backend
+from paas.errors import InvalidInput, RevisionNotFound
+from paas.reconciler import Reconciler
+from paas.repos import Repos
+from paas.store import App, Release, Store
+
+log = logging.getLogger("paas.deploys")
+SYNC_TIMEOUT = 30.0
+# How long a push waits for its deploy's outcome before it leaves it to `paas status`.
+OUTCOME_TIMEOUT = 900.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    release: Release
+    seconds: float
+    serving: Release | None  # what serves now (after a failure: what keeps serving)
+
+    @property
+    def status(self) -> str:
+        return self.release.status
+
+
+class Deploys:
+    def __init__(self, store: Store, repos: Repos, backend: Backend, reconciler: Reconciler) -> None:
+        self.store, self.repos, self.backend, self.reconciler = store, repos, backend, reconciler
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def push_lock(self, app: str) -> threading.Lock:
+        """Held through a push, so a second push to the app waits for the first's outcome."""
+        with self._locks_lock:
+            return self._locks.setdefault(app, threading.Lock())
+
+    # pushes
+
+    def record_push(self, app: App, before: str | None) -> Release | None:
+        """After a push: store a release for the branch's new head and sync the pod now."""
+        name = app.name
+        head = self.repos.head(name, app.manifest.source.ref)
+        if head is None or head == before:
+            return None
+        with self.reconciler.lock:
+            self.repos.deploy(name, head)
+            release = self.store.add_release(name, head, message=self.repos.subject(name, head))
+        self.store.add_event(name, "deploy", f"push stored v{release.number} ({head[:12]})")
+        self.sync_now(name)
+        return release
+
+    def await_outcome(
+        self, app: str, release: Release, say: Callable[[str], None], timeout: float = OUTCOME_TIMEOUT
+    ) -> Outcome:
+        """Wait until ``release`` is live, failed or cancelled, telling ``say`` each step the
+        runtime reports on the way; returns the release as it stands at the deadline."""
+        began = time.monotonic()
+        told = 0
+        with self.reconciler.watching():
+            while True:
+                current = self.store.release(app, release.number)
+                pod = self.reconciler.pods().get(app)
+                steps = [s for s in (pod.runtime.get("steps") or []) if s.get("revision") == release.revision] if pod else []
+                for step in steps[told:]:
+                    say(str(step.get("text", "")))
+                told = max(told, len(steps))
+                if current.status == st.PENDING and (error := self.reconciler.error(app)):
+                    # The pod can't even run: this release never will either.
+                    self.store.set_release_status(app, current.number, st.FAILED, f"the pod can't run: {error}")
+                    current = self.store.release(app, current.number)
+                if current.status != st.PENDING or time.monotonic() - began >= timeout:
+                    return Outcome(current, time.monotonic() - began, self.store.served(app))
+                time.sleep(0.05)
+
+    def undo_push(self, app: App, release: Release, before: str | None) -> None:
+        """A failed push leaves the branch where it was, so it holds the code that serves."""
+        self.repos.reset_branch(app.name, app.manifest.source.ref, before, release.revision)
+
+    def release_failed(self, app: App, release: Release) -> None:
+        """The reconciler saw ``release`` fail: the deploy ref goes back to what serves."""
+        if app.manifest.hosted and self.repos.deployed(app.name) == release.revision:
+            serving = self.store.served(app.name)
+            self.repos.deploy(app.name, serving.revision if serving else None)
+
+    def sync_now(self, name: str) -> None:
+        """Tell the pod's git-sync to sync at once; its poll catches up if it can't be reached."""
+        url = self.backend.sync_url(name)
+        if url is not None:
+            try:
+                response = requests.post(f"{url}/sync", timeout=SYNC_TIMEOUT)
+                if response.status_code >= 400:
+                    self.store.add_event(name, "sync", f"git-sync could not sync: {_error_text(response)}")
+            except requests.RequestException as e:
+                self.store.add_event(name, "sync", f"git-sync not reachable ({type(e).__name__}); it will poll")
+        self.reconciler.kick()
+
+    # rollbacks
+
+    def rollback(self, app: App, target: str | None = None) -> tuple[Release, Release]:
+        """Serve a release that served before, as a new release; returns (new, the one it serves again).
+
+        Without ``target``: the newest release that served before the one serving now."""
+        name = app.name
+        if not app.manifest.hosted:
+            raise InvalidInput(
+                f"{name} syncs {app.manifest.source.clone_url}: roll back by moving "
+                f"{app.manifest.source.ref} there"
+            )
+        releases = self.store.releases(name)
+        serving = self.store.served(name)
+        if target is None:
+            chosen = _previous(releases, serving)
+        else:
+            chosen = _find_served(releases, target, name)
+            if serving is not None and chosen.revision == serving.revision:
+                raise InvalidInput(f"{name} serves {_label(releases, chosen)} already")
+        original = _original(releases, chosen)
+        with self.reconciler.lock:
+            self.repos.deploy(name, chosen.revision)
+            release = self.store.add_release(
+                name, chosen.revision, message=f"rollback to v{original.number} ({original.message})"
+            )
+        self.store.add_event(name, "deploy", f"v{release.number}: rollback to v{original.number} ({chosen.revision[:12]})")
+        self.sync_now(name)
+        return release, original
+
+    # restarts of the control plane
+
+    def recover(self, apps: list[App]) -> None:
+        """At start: a release left pending by a control plane that stopped is cancelled, unless
+        a pod (that outlived it) is still deploying or serving it, and the deploy ref points at
+        what served last — so every app comes back with the release that served before."""
+        pods = self.backend.pods()
+        for app in apps:
+            if not app.manifest.hosted:
+                continue
+            runtime = pods[app.name].runtime if app.name in pods else {}
+            alive = {runtime.get("serving")}
+            if runtime.get("status") in ("building", "starting"):
+                alive.add(runtime.get("target"))
+            keep: str | None = None
+            for r in self.store.releases(app.name):
+                if r.status != st.PENDING:
+                    continue
+                if r.revision in alive and keep is None:
+                    keep = r.revision
+                else:
+                    self.store.set_release_status(
+                        app.name, r.number, st.CANCELLED, "the control plane stopped before it served"
+                    )
+                    self.store.add_event(app.name, "deploy", f"v{r.number} cancelled: the control plane stopped before it served")
+            if keep is None:
+                served = self.store.served(app.name)
+                wanted = served.revision if served else None
+                if self.repos.deployed(app.name) != wanted:
+                    self.repos.deploy(app.name, wanted)
+
+
+def _previous(releases: list[Release], serving: Release | None) -> Release:
+    """The newest release that served before the one serving now, with another revision."""
+    if serving is None:
+        raise InvalidInput("nothing serves yet, so there is nothing to roll back from")
+    for r in releases:
+        if r.number < serving.number and r.status in st.SERVED and r.revision != serving.revision:
+            return r
+    raise InvalidInput(f"no release served before v{serving.number} (with other code) to roll back to")
+
+
+def _find_served(releases: list[Release], target: str, app: str) -> Release:
+    """A release by number (``3``, ``v3``) or commit (7+ hex digits) that served."""
+    text = target.strip().lower()
+    number = text[1:] if text.startswith("v") else text
+    if number.isdigit():
+        found = [r for r in releases if r.number == int(number)]
+        if not found:
+            raise RevisionNotFound(f"{app} has no release v{int(number)}")
+        release = found[0]
+        if release.status not in st.SERVED:
+            raise InvalidInput(f"v{release.number} of {app} never served ({release.status}); pick one that did")
+        return release
+    if len(text) >= 7 and all(c in "0123456789abcdef" for c in text):
+        matching = [r for r in releases if r.revision.startswith(text)]
+        if not matching:
+            raise RevisionNotFound(f"{app} has no release of revision {text}")
+        served = [r for r in matching if r.status in st.SERVED]
+        if not served:
+            raise InvalidInput(f"revision {text} of {app} never served ({matching[0].status}); pick one that did")
+        return served[0]
+    raise InvalidInput(f"revision {target!r}: give a release number (v3) or a commit hash (7+ hex digits)")
+
+
+def _original(releases: list[Release], release: Release) -> Release:
+    """The first release of ``release``'s revision: what a rollback message names."""
+    return min((r for r in releases if r.revision == release.revision), key=lambda r: r.number)
+
+
+def _label(releases: list[Release], release: Release) -> str:
+    original = _original(releases, release)
+    return f"v{original.number} ({release.revision[:12]})"
+
+
+def _error_text(response: requests.Response) -> str:
+    try:
+        return str(response.json().get("error"))
+    except ValueError:
+        return f"HTTP {response.status_code}"

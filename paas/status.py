@@ -1,0 +1,72 @@
+"""How an app is, for a person: one state word, what serves, what was tried last and why
+it failed, built from the store (the truth about releases) and the reconciler's snapshot of
+its pod (what runs)."""
+
+from __future__ import annotations
+
+from paas import store as st
+from paas.backends.base import PodStatus
+from paas.store import App, Event, Release
+
+# The state words, in the order a person reads them.
+STATES = (
+    "pending",  # stored; its pod doesn't run yet
+    "starting",  # its pod's containers are starting
+    "restarting",  # a container of its pod exited and is being restarted
+    "waiting for a push",  # a hosted app that was never pushed
+    "syncing",  # git-sync hasn't fetched the remote repository yet
+    "deploying",  # a release is being built or started
+    "serving",  # a release serves
+    "failed",  # nothing serves: the latest release failed
+    "error",  # nothing serves: git-sync can't fetch (its reason is shown)
+)
+
+
+def state(app: App, pod: PodStatus | None, releases: list[Release]) -> str:
+    if pod is None:
+        return "pending"
+    runtime = pod.runtime
+    latest = releases[0] if releases else None
+    deploying = runtime.get("status") in ("building", "starting") or (latest is not None and latest.status == st.PENDING)
+    if runtime.get("serving"):
+        return "deploying" if deploying else "serving"
+    if not pod.running:
+        return "starting" if all(c.restarts == 0 for c in pod.containers) else "restarting"
+    if app.manifest.hosted and not releases:
+        return "waiting for a push"
+    if runtime.get("status") in ("building", "starting"):
+        return "deploying"
+    if latest is not None and latest.status == st.FAILED:
+        return "failed"
+    if pod.sync_error:
+        return "error"
+    if runtime.get("status") == "failed":
+        return "failed"
+    if runtime.get("serving") is None and (runtime.get("events") or [{}])[-1].get("event") == "crashed":
+        return "restarting"
+    return "deploying" if deploying else "syncing"
+
+
+def describe(app: App, pod: PodStatus | None, releases: list[Release], events: list[Event], url: str) -> dict:
+    """The app as the API shows it (``paas status``, ``paas list``, the console)."""
+    runtime = pod.runtime if pod else {}
+    serving = next((r for r in releases if r.status == st.LIVE), None)
+    latest = releases[0] if releases else None
+    failure = next((r for r in releases if r.status == st.FAILED), None)
+    if failure is not None and serving is not None and failure.number < serving.number:
+        failure = None  # a later release served: that failure is history
+    detected = runtime.get("runtime") if app.manifest.runtime is None else None
+    return app.to_json() | {
+        "url": url,
+        "state": state(app, pod, releases),
+        "runtime": app.manifest.runtime or detected,
+        "runtime_detected": app.manifest.runtime is None and detected is not None,
+        "serving": serving.to_json() if serving else None,
+        "latest": latest.to_json() if latest else None,
+        "revision": serving.revision if serving and runtime.get("serving") == serving.revision else None,
+        "traffic": runtime.get("traffic"),
+        "last_failure": failure.to_json() if failure else None,
+        "sync_error": pod.sync_error if pod else None,
+        "containers": [c.__dict__ for c in pod.containers] if pod else [],
+        "events": [e.to_json() for e in events],
+    }
