@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,9 @@ class Group(click.Group):
         except OSError as e:
             raise UserError(f"{e.strerror or e}: {e.filename}" if e.filename else str(e)) from None
 
-    def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:
+    def main(  # type: ignore[override]  # always standalone: errors end the process here
+        self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
+    ) -> Any:
         extra.pop("standalone_mode", None)
         try:
             result = super().main(args, prog_name, standalone_mode=False, **extra)
@@ -220,7 +222,7 @@ def create(ctx: Context, path: Path) -> None:
 @pass_ctx
 def list_apps(ctx: Context) -> None:
     """List apps: state, the release that serves, the latest release and its outcome."""
-    apps = ctx.client.list()
+    apps = ctx.client.apps()
     rows = [("NAME", "STATE", "SERVING", "LATEST", "URL")] + [
         (a["name"], a["state"], _release(a["serving"], status=False), _release(a["latest"]), a["url"]) for a in apps
     ]
@@ -253,6 +255,8 @@ def _status_lines(app: dict) -> list[str]:
     if app.get("traffic"):
         how = "the app accepts on it" if app["traffic"] == "direct" else "through the runtime's proxy"
         lines.append(f"traffic:   {app['traffic']} ({how})")
+    if app.get("crashes"):
+        lines.append(f"crashes:   {app['crashes']} (last: {app.get('last_crash') or 'unknown'})")
     failure = app.get("last_failure")
     if failure:
         lines.append(f"last failure (v{failure['number']}, {failure['revision'][:12]}):")
@@ -395,7 +399,7 @@ def _when(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _table(rows: list[tuple[str, ...]]) -> str:
+def _table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows

@@ -73,7 +73,7 @@ class Client:
     def create(self, manifest: bytes, content_type: str) -> dict:
         return self.request("POST", "/apps", data=manifest, headers={"Content-Type": content_type}).json()
 
-    def list(self) -> list[dict]:
+    def apps(self) -> list[dict]:
         return self.request("GET", "/apps").json()["apps"]
 
     def get(self, name: str) -> dict:

@@ -87,7 +87,7 @@ class ControlPlane:
         pod = self.reconciler.pods().get(app.name)
         return describe(app, pod, self.store.releases(app.name), self.store.events(app.name, 20), self.url_of(app, host))
 
-    def list(self, host: str | None = None) -> list[dict]:
+    def list_apps(self, host: str | None = None) -> list[dict]:
         pods = self.reconciler.pods()
         return [
             describe(app, pods.get(app.name), self.store.releases(app.name), [], self.url_of(app, host))

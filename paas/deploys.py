@@ -26,6 +26,7 @@ from paas.store import App, Release, Store
 
 log = logging.getLogger("paas.deploys")
 SYNC_TIMEOUT = 30.0
+SYNC_STARTING = 3.0  # how long a git-sync that refuses connections may still be starting
 # How long a push waits for its deploy's outcome before it leaves it to `paas status`.
 OUTCOME_TIMEOUT = 900.0
 
@@ -103,13 +104,22 @@ class Deploys:
     def sync_now(self, name: str) -> None:
         """Tell the pod's git-sync to sync at once; its poll catches up if it can't be reached."""
         url = self.backend.sync_url(name)
-        if url is not None:
+        deadline = time.monotonic() + SYNC_STARTING
+        while url is not None:
             try:
                 response = requests.post(f"{url}/sync", timeout=SYNC_TIMEOUT)
                 if response.status_code >= 400:
                     self.store.add_event(name, "sync", f"git-sync could not sync: {_error_text(response)}")
+                break
+            except requests.ConnectionError:
+                if time.monotonic() < deadline:  # a pod just made: its git-sync is starting
+                    time.sleep(0.1)
+                    continue
+                self.store.add_event(name, "sync", "git-sync not reachable; it will poll")
+                break
             except requests.RequestException as e:
                 self.store.add_event(name, "sync", f"git-sync not reachable ({type(e).__name__}); it will poll")
+                break
         self.reconciler.kick()
 
     # rollbacks
@@ -130,8 +140,11 @@ class Deploys:
             chosen = _previous(releases, serving)
         else:
             chosen = _find_served(releases, target, name)
-            if serving is not None and chosen.revision == serving.revision:
-                raise InvalidInput(f"{name} serves {_label(releases, chosen)} already")
+        # What pods are told to serve: the serving release, or one being deployed over it.
+        deployed = self.repos.deployed(name) or (serving.revision if serving else None)
+        if chosen.revision == deployed:
+            being = "serves" if serving and serving.revision == deployed else "is deploying"
+            raise InvalidInput(f"{name} {being} {_label(releases, chosen)} already")
         original = _original(releases, chosen)
         with self.reconciler.lock:
             self.repos.deploy(name, chosen.revision)

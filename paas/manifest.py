@@ -17,6 +17,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from paas.errors import InvalidManifest
 from paas.names import APP_NAME_RULE, is_app_name
@@ -234,7 +235,7 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return path or "manifest"
 
 
-def _message(error: dict[str, Any]) -> str:
+def _message(error: ErrorDetails) -> str:
     kind = error["type"]
     if kind == "missing":
         return "is required"

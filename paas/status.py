@@ -65,6 +65,11 @@ def describe(app: App, pod: PodStatus | None, releases: list[Release], events: l
         "latest": latest.to_json() if latest else None,
         "revision": serving.revision if serving and runtime.get("serving") == serving.revision else None,
         "traffic": runtime.get("traffic"),
+        # Crashes of the app's own process, which the runtime restarted (the container ran on).
+        "crashes": runtime.get("restarts", 0),
+        "last_crash": next(
+            (e["message"] for e in reversed(runtime.get("events") or []) if e.get("event") == "crashed"), None
+        ),
         "last_failure": failure.to_json() if failure else None,
         "sync_error": pod.sync_error if pod else None,
         "containers": [c.__dict__ for c in pod.containers] if pod else [],

@@ -216,3 +216,62 @@ class Load:
             except requests.RequestException as e:
                 self.failures.append(type(e).__name__)
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+
+# A Python app with no dependencies (its venv builds in a second, once per run): it answers
+# every GET with TEXT. Tests change TEXT, or make the app raise at start, one commit each.
+STDLIB_SERVER = '''import os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+TEXT = "one"
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = TEXT.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+HTTPServer((os.environ.get("HOST", "127.0.0.1"), int(os.environ["PORT"])), Handler).serve_forever()
+'''
+STDLIB_MANIFEST = "name: {name}\nruntime: python\nrun: python server.py\nhealthcheck: {{timeout: {timeout}}}\n"
+
+
+def stdlib_app(dest: Path, text: str = "one") -> Path:
+    """A git repo holding the stdlib app answering ``text``, committed on main as ``text``."""
+    dest.mkdir(parents=True)
+    (dest / "requirements.txt").write_text("")
+    (dest / "server.py").write_text(STDLIB_SERVER.replace('TEXT = "one"', f"TEXT = {text!r}"))
+    git("init", "-q", "-b", "main", cwd=dest)
+    git("add", ".", cwd=dest)
+    git("commit", "-q", "-m", text, cwd=dest)
+    return dest
+
+
+def stdlib_manifest(name: str, timeout: int = 20) -> str:
+    return STDLIB_MANIFEST.format(name=name, timeout=timeout)
+
+
+def set_text(repo: Path, text: str) -> str:
+    """Commit a working app answering ``text`` (the commit's message); its hash."""
+    (repo / "server.py").write_text(STDLIB_SERVER.replace('TEXT = "one"', f"TEXT = {text!r}"))
+    git("commit", "-q", "-am", text, cwd=repo)
+    return git("rev-parse", "HEAD", cwd=repo).stdout.strip()
+
+
+def break_app(repo: Path, message: str = "break it") -> str:
+    """Commit an app that raises ``RuntimeError: broken on purpose`` at start; its hash."""
+    server = repo / "server.py"
+    server.write_text(server.read_text().replace("\nclass Handler", '\nraise RuntimeError("broken on purpose")\n\n\nclass Handler', 1))
+    git("commit", "-q", "-am", message, cwd=repo)
+    return git("rev-parse", "HEAD", cwd=repo).stdout.strip()
+
+
+def head_of(repo: Path) -> str:
+    return git("rev-parse", "HEAD", cwd=repo).stdout.strip()

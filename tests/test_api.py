@@ -195,3 +195,18 @@ def test_rollback_of_a_remote_repo_app_says_how(client, auth):
     create(client, auth, json.dumps(body), "application/json")
     response = client.post("/api/v1/apps/remote/rollback", headers=auth)
     assert response.status_code == 400 and "roll back by moving main there" in response.get_json()["error"]
+
+
+def test_listing_apps_reads_the_reconcilers_snapshot_not_the_backend(app, client, auth):
+    control = app.extensions["paas"]
+    for number in range(5):
+        assert create(client, auth, f"name: snap{number}\n").status_code == 201
+    calls = []
+    asked = control.backend.pods
+    control.backend.pods = lambda: calls.append(1) or asked()  # count, then ask the real backend
+    for _ in range(10):
+        assert len(client.get("/api/v1/apps", headers=auth).get_json()["apps"]) == 5
+        assert client.get("/api/v1/apps/snap0", headers=auth).status_code == 200
+    assert calls == []
+    control.reconciler.reconcile()  # one pass: one question to the backend for every app
+    assert len(calls) == 1

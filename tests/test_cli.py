@@ -92,3 +92,98 @@ def test_up_without_docker_is_one_clear_sentence(tmp_path):
     assert result.returncode == 1
     assert result.stderr.startswith("error: cannot reach the Docker engine")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def paas(*args: str, env: dict[str, str] | None = None, stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
+    """The real `paas` command (not click's runner): exit status, stdout and stderr as a user sees them."""
+    return subprocess.run([sys.executable, "-m", "paas.cli", *args], env=env or os.environ, stdin=stdin,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_global_options_work_after_the_command_too(control_plane, tmp_path):
+    env = os.environ | {"PAAS_CONFIG": str(tmp_path / "none")}
+    env.pop("PAAS_URL", None)
+    env.pop("PAAS_TOKEN", None)
+    control_plane.create("name: after-cmd\n")
+    shown = paas("status", "after-cmd", "--json", "--url", control_plane.url, "--token", control_plane.token, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["name"] == "after-cmd"
+    before = paas("--url", control_plane.url, "--token", control_plane.token, "--json", "list", env=env)
+    assert [a["name"] for a in json.loads(before.stdout)] == [a["name"] for a in control_plane.api("GET", "/apps").json()["apps"]]
+    assert control_plane.api("DELETE", "/apps/after-cmd").status_code == 200
+
+
+@pytest.mark.parametrize("args", [("-h",), ("--help",), ("status", "-h"), ("help",), ("help", "status"), ()])
+def test_help_is_there_however_asked(args):
+    shown = paas(*args)
+    assert shown.returncode == 0 and shown.stderr == ""
+    assert shown.stdout.startswith("Usage: paas" + (" status [OPTIONS] NAME" if "status" in args else " [OPTIONS] COMMAND"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("status",), "error: Missing argument 'NAME'. (see `paas status -h`)\n"),
+        (("frobnicate",), "error: No such command 'frobnicate'. (see `paas -h`)\n"),
+        (("logs", "x", "--tail", "many"), "error: Invalid value for '-n' / '--tail': 'many' is not a valid integer range. (see `paas logs -h`)\n"),
+        (("help", "nope"), "error: no such command 'nope' (see `paas help -h`)\n"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(args, message):
+    shown = paas(*args)
+    assert (shown.returncode, shown.stdout, shown.stderr) == (2, "", message)
+
+
+def test_releases_lists_newest_first(control_plane, tmp_path):
+    from helpers import set_text, stdlib_app, stdlib_manifest
+
+    repo = stdlib_app(tmp_path / "rel", "one")
+    control_plane.create(stdlib_manifest("rel"))
+    control_plane.push(repo, "rel")
+    set_text(repo, "two")
+    control_plane.push(repo, "rel")
+    shown = control_plane.cli("releases", "rel")
+    rows = [line.split() for line in shown.stdout.splitlines()]
+    assert rows[0] == ["RELEASE", "STATUS", "REVISION", "CREATED", "MESSAGE"]
+    assert [(r[0], r[1], r[-1]) for r in rows[1:]] == [("v2", "live", "two"), ("v1", "superseded", "one")]
+    assert control_plane.api("DELETE", "/apps/rel").status_code == 200
+
+
+def test_delete_without_a_terminal_needs_yes(control_plane):
+    control_plane.create("name: keep-me\n")
+    refused = control_plane.cli("delete", "keep-me")
+    assert refused.returncode == 1
+    assert refused.stderr == "error: not deleting keep-me without confirmation: run it on a terminal or pass --yes\n"
+    assert control_plane.api("GET", "/apps/keep-me").status_code == 200
+    assert control_plane.cli("delete", "keep-me", "--yes").returncode == 0
+    assert control_plane.api("GET", "/apps/keep-me").status_code == 404
+
+
+def test_delete_on_a_terminal_asks_for_the_name(control_plane):
+    import pty
+
+    control_plane.create("name: typed\n")
+
+    def on_a_terminal(answer: str) -> tuple[int, str]:
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "paas.cli", "delete", "typed"], env=control_plane.env,
+                                stdin=follower, stdout=follower, stderr=follower, close_fds=True)
+        os.close(follower)
+        output = b""
+        while b"Type its name to confirm" not in output:
+            output += os.read(leader, 1024)
+        os.write(leader, answer.encode() + b"\n")
+        try:
+            while chunk := os.read(leader, 1024):
+                output += chunk
+        except OSError:  # the terminal closed with the process
+            pass
+        os.close(leader)
+        return proc.wait(timeout=30), output.decode()
+
+    code, output = on_a_terminal("typo")
+    assert code == 1 and "error: 'typo' is not 'typed': nothing was deleted" in output
+    assert control_plane.api("GET", "/apps/typed").status_code == 200
+    code, output = on_a_terminal("typed")
+    assert code == 0 and "deleted typed" in output
+    assert control_plane.api("GET", "/apps/typed").status_code == 404

@@ -5,7 +5,7 @@ from __future__ import annotations
 import docker
 import pytest
 
-from helpers import SAMPLES, commit_change, get_text, sample_repo, wait_for
+from helpers import SAMPLES, commit_change, get_text, sample_repo, stdlib_app, stdlib_manifest, wait_for
 from paas.backends.docker import images
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -99,15 +99,38 @@ def test_containers_of_apps_no_longer_stored_are_removed(deployed, client):
             pass
 
 
+def restart_events(cp) -> list[str]:
+    return [e["message"] for e in cp.api("GET", f"/apps/{APP}").json()["events"] if e["kind"] == "restart"]
+
+
 def test_control_plane_restart_adopts_the_pod(deployed, client):
     cp, _, url = deployed
     before = {name: c.id for name, c in containers(client).items()}
+    restarts = restart_events(cp)
+    assert len(restarts) == 1  # the kill of the test above
     assert cp.stop() == 0
     assert get_text(url), "pods keep serving while the control plane is down"
     cp.start()
     wait_for(lambda: cp.api("GET", f"/apps/{APP}").json()["state"] == "serving", 30, what="adopted pod running")
     assert {name: c.id for name, c in containers(client).items()} == before
     assert len(client.containers.list(all=True, filters={"label": f"paas.app={APP}"})) == 3
+    cp.after_passes()
+    assert restart_events(cp) == restarts  # the new control plane knew that restart already
+
+
+def test_an_app_whose_pod_cannot_run_does_not_stop_the_others(deployed, tmp_path):
+    cp, _, url = deployed
+    cp.create("name: tiny-memory\nruntime: static\nresources: {memory: 1k}\n")  # Docker's minimum is 6 MB
+    repo = stdlib_app(tmp_path / "neighbour", "neighbour")
+    cp.create(stdlib_manifest("neighbour"))
+    pushed = cp.push(repo, "neighbour")
+    assert "paas: v1 live at" in pushed.stderr and get_text(url)
+    cp.after_passes(3)
+    errors = [e["message"] for e in cp.api("GET", "/apps/tiny-memory").json()["events"] if e["kind"] == "error"]
+    assert len(errors) == 1, errors  # recorded once, not once per pass
+    assert errors[0].startswith("docker could not run the pod of tiny-memory: ")
+    for name in ("tiny-memory", "neighbour"):
+        assert cp.api("DELETE", f"/apps/{name}").status_code == 200
 
 
 def test_delete_leaves_nothing_behind(deployed, client):

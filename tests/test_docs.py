@@ -27,15 +27,19 @@ def section(title: str) -> str:
 
 def table_cells(text: str) -> list[str]:
     """The first cell of every row of the Markdown tables in ``text`` (header rows too)."""
-    return [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("|") and "---" not in line]
+    rows = [line for line in text.splitlines() if line.startswith("|") and "---" not in line]
+    return [re.split(r"(?<!\\)\|", row)[1].strip() for row in rows]  # `\|` is a pipe inside a cell
 
 
 def documented_commands() -> set[str]:
+    """`paas NAME …` of each row; `paas GROUP NAME …` for a command group's commands."""
     names = set()
     for cell in table_cells(section("CLI")):
-        match = re.match(r"`paas ([a-z-]+(?: [a-z-]+)?)", cell)
-        if match:
-            names.add(match.group(1))
+        words = re.match(r"`paas ([^`]*)`", cell)
+        if words:
+            first, *rest = words.group(1).split()
+            grouped = isinstance(cli.commands.get(first), click.Group) and rest
+            names.add(f"{first} {rest[0]}" if grouped else first)
     return names
 
 

@@ -82,6 +82,7 @@ class _Process:
             preexec_fn=_die_with_parent,
         )
         self.started = time.time()
+        assert self.proc.stdout is not None
         self.writer = LogWriter(self.proc.stdout, self.log)
 
     def reap(self, now: float) -> bool:

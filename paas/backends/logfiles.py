@@ -78,7 +78,7 @@ def follow_logs(
     for _, line in merged[-tail:] if tail else []:
         yield line
     while follow and alive():
-        fresh = []
+        fresh: list[tuple[str, str]] = []
         for path in sorted(logs_dir.glob("*.log")):
             start = offsets.get(path, 0)
             try:

@@ -40,7 +40,7 @@ def healthz():
 
 @bp.get("/apps")
 def list_apps():
-    return jsonify({"apps": _control().list(_host())})
+    return jsonify({"apps": _control().list_apps(_host())})
 
 
 @bp.post("/apps")

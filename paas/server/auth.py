@@ -14,7 +14,9 @@ def admin_token() -> str:
 
 
 def same(given: str | None, expected: str) -> bool:
-    return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
+    if not given:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 def require_bearer() -> None:

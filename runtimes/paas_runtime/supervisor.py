@@ -222,8 +222,9 @@ class Supervisor:
     def _not_listening(self, instance: Instance) -> str:
         """Why nothing answered: what the app listens on instead of ``$PORT``, if it does."""
         port = instance.backend.port
+        ours = (f":{port}", f":{self.settings.port}")  # its $PORT, and the public port's slot it inherits
         try:
-            elsewhere = [a for a in process.listening(instance.group.pid) if not a.endswith(f":{port}")]
+            elsewhere = [a for a in process.listening(instance.group.pid) if not a.endswith(ours)]
         except OSError:
             elsewhere = []
         hint = f"no answer: the app must listen on $PORT (here PORT={port})"

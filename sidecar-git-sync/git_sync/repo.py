@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from git_sync.auth import Credentials
-from git_sync.errors import FetchError, SyncError
+from git_sync.errors import FetchError, GitError, SyncError
 from git_sync.git import Git
 from git_sync.logs import LOG, V
 
@@ -108,8 +108,10 @@ class Repo:
         elif (self._gitdir / "shallow").exists():
             fetch.append("--unshallow")
         self._on_fetch()
-        self._git(*fetch, "origin", self._ref, env=remote_env, error=FetchError,
-                  deadline=deadline)
+        try:
+            self._git(*fetch, "origin", self._ref, env=remote_env, error=FetchError, deadline=deadline)
+        except FetchError as e:
+            raise self._explained(e, remote_env, deadline) from None
         commit = self._fetched_commit(deadline)
         if commit == self.current and self._worktree_ok(commit):
             return SyncResult(commit, changed=False)
@@ -118,6 +120,18 @@ class Repo:
         self.current = commit
         self._needs_cleanup = True
         return SyncResult(commit, changed=True)
+
+    def _explained(self, error: FetchError, remote_env: dict[str, str] | None, deadline: float) -> FetchError:
+        """A missing ref is told apart from a repository that has nothing at all yet."""
+        if "couldn't find remote ref" not in str(error):
+            return error
+        try:
+            refs = self._git("ls-remote", "origin", env=remote_env, deadline=deadline)
+        except GitError:
+            return error
+        if refs.strip():
+            return error
+        return FetchError(f"the repository is empty: it has no commits yet ({error})")
 
     def _fetched_commit(self, deadline: float) -> str:
         """`FETCH_HEAD^{}`: the fetched commit, an annotated tag peeled to its commit.

@@ -137,6 +137,7 @@ class DockerBackend:
 
     def _apply(self, spec: PodSpec) -> str | None:
         existing = {c.labels.get("paas.container"): c for c in self._containers(spec.app)}
+        done: str | None
         if any(c.labels.get("paas.digest") != spec.digest for c in existing.values()):
             for c in existing.values():
                 _quietly(c.remove, force=True)

@@ -1,0 +1,163 @@
+"""A control plane that stops — cleanly or killed with its whole process group — comes back
+with every app serving the release that served before; failed and pending releases are
+never revived; and a second control plane never takes over a data directory in use."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import docker
+import pytest
+
+from helpers import (
+    ControlPlane,
+    break_app,
+    get_text,
+    git,
+    processes_under,
+    set_text,
+    stdlib_app,
+    stdlib_manifest,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+STOPS = [("SIGTERM", signal.SIGTERM, False), ("SIGKILL of the process group", signal.SIGKILL, True)]
+
+
+@pytest.fixture
+def local_cp(tmp_path, deps_cache):
+    cp = ControlPlane(tmp_path / "data", tmp_path / "cli-config", cache=deps_cache).start()
+    yield cp
+    cp.stop()
+    wait_for(lambda: not processes_under(cp.data_dir / "pods"), 15, what="no pod process left")
+
+
+@pytest.fixture
+def docker_cp(tmp_path, pod_images):
+    cp = ControlPlane(tmp_path / "data", tmp_path / "cli-config", backend="docker").start()
+    yield cp
+    if cp.proc.poll() is not None:
+        cp.start()
+    for app in cp.api("GET", "/apps").json()["apps"]:
+        cp.api("DELETE", f"/apps/{app['name']}")
+    cp.stop()
+    client = docker.from_env()
+    owner = {"label": f"paas.instance={(cp.data_dir / 'instance').read_text().strip()}"}
+    for c in client.containers.list(all=True, filters=owner):
+        c.remove(force=True)
+    for volume in client.volumes.list(filters=owner):
+        volume.remove(force=True)
+
+
+def serving(cp, app: str) -> dict | None:
+    return cp.api("GET", f"/apps/{app}").json()["serving"]
+
+
+def keeps_last_good_release(cp, tmp_path) -> None:
+    repo = stdlib_app(tmp_path / "keep", "good")
+    url = cp.create(stdlib_manifest("keep"))["url"]
+    cp.push(repo, "keep")
+    assert get_text(url) == "good"
+    break_app(repo)
+    assert cp.push(repo, "keep", check=False).returncode != 0
+
+    for name, sig, group in STOPS:
+        cp.stop(sig, group=group)
+        cp.start()
+        wait_for(lambda: get_text(url) == "good", 120, 0.1, f"v1 served again after {name}")
+        assert serving(cp, "keep")["number"] == 1, name
+        cp.after_passes()
+        releases = cp.api("GET", "/apps/keep/releases").json()["releases"]
+        assert [r["status"] for r in releases] == ["failed", "live"], name
+        assert cp.api("GET", "/apps/keep").json()["state"] == "serving", name
+
+
+def test_a_restart_keeps_the_last_good_release_local(local_cp, tmp_path):
+    keeps_last_good_release(local_cp, tmp_path)
+
+
+@pytest.mark.docker
+def test_a_restart_keeps_the_last_good_release_docker(docker_cp, tmp_path):
+    keeps_last_good_release(docker_cp, tmp_path)
+
+
+def test_a_release_pending_when_the_control_plane_is_killed_is_not_revived(local_cp, tmp_path):
+    cp = local_cp
+    repo = stdlib_app(tmp_path / "pending", "good")
+    url = cp.create(stdlib_manifest("pending", timeout=60))["url"]
+    cp.push(repo, "pending")
+    server = repo / "server.py"
+    server.write_text(server.read_text().replace("import os\n", "import os\nimport time\n\ntime.sleep(30)\n", 1))
+    git("commit", "-q", "-am", "slow", cwd=repo)
+    cp.push(repo, "pending", options=("nowait",))
+    wait_for(lambda: cp.api("GET", "/apps/pending").json()["state"] == "deploying", 20, what="v2 deploying")
+    cp.stop(signal.SIGKILL, group=True)
+    cp.start()
+    wait_for(lambda: get_text(url) == "good", 60, 0.1, "v1 served after the restart")
+    v2 = cp.api("GET", "/apps/pending/releases").json()["releases"][0]
+    assert (v2["number"], v2["status"]) == (2, "cancelled")
+    assert v2["reason"] == "the control plane stopped before it served"
+    cp.after_passes()
+    assert get_text(url) == "good" and serving(cp, "pending")["number"] == 1
+
+
+@pytest.mark.docker
+def test_delete_after_a_restart_leaves_nothing_on_docker(docker_cp, tmp_path):
+    cp = docker_cp
+    repo = stdlib_app(tmp_path / "gone", "one")
+    cp.create(stdlib_manifest("gone"))
+    cp.push(repo, "gone")
+    set_text(repo, "two")
+    cp.push(repo, "gone")
+    client = docker.from_env()
+    for _, sig, group in STOPS:
+        cp.stop(sig, group=group)
+        cp.start()
+    assert cp.api("DELETE", "/apps/gone").status_code == 200
+    cp.after_passes(5)  # nothing comes back over several passes
+    names = {"name": "paas-gone-"}
+    assert client.containers.list(all=True, filters=names) == []
+    assert client.volumes.list(filters={"name": "paas-gone-"}) == []
+    assert client.networks.list(filters={"name": "paas-gone-"}) == []
+
+
+def up(cp: ControlPlane, port: int) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "paas.cli", "up", "--port", str(port)],
+        env=cp.env, capture_output=True, text=True, timeout=30,
+    )
+
+
+def test_a_second_control_plane_on_the_same_data_dir_changes_nothing(local_cp, tmp_path):
+    cp = local_cp
+    repo = stdlib_app(tmp_path / "held", "one")
+    url = cp.create(stdlib_manifest("held"))["url"]
+    cp.push(repo, "held")
+    config = cp.env["PAAS_CONFIG"]
+    before = (open(config).read(), os.stat(config).st_mtime_ns)
+    pods = sorted(processes_under(cp.data_dir / "pods"))
+
+    started = time.monotonic()
+    second = up(cp, cp.port + 1 if cp.port < 65535 else cp.port - 1)
+    assert time.monotonic() - started < 10
+    assert second.returncode == 1
+    assert second.stderr == (
+        f"error: another control plane (pid {cp.proc.pid}, {cp.url}) is running on the data directory "
+        f"{cp.data_dir.resolve()}; stop it first or pass another --data-dir\n"
+    )
+    assert (open(config).read(), os.stat(config).st_mtime_ns) == before
+    assert sorted(processes_under(cp.data_dir / "pods")) == pods
+    assert get_text(url) == "one" and cp.api("GET", "/apps/held").json()["state"] == "serving"
+
+
+def test_a_killed_control_plane_leaves_no_stale_lock(local_cp, tmp_path):
+    cp = local_cp
+    cp.stop(signal.SIGKILL, group=True)
+    assert (cp.data_dir / "control-plane.lock").exists()
+    cp.start()  # would time out if the lock still blocked it
+    assert cp.api("GET", "/apps").status_code == 200

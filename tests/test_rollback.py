@@ -1,0 +1,103 @@
+"""`paas rollback` means what it says: without a revision, the newest release that served
+before the one serving now; failed and never-served releases skipped; the release already
+serving is a clear error; messages name the release they go back to, never nested."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from helpers import break_app, get_text, head_of, set_text, stdlib_app, stdlib_manifest, wait_for
+
+pytestmark = pytest.mark.slow
+_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def app(control_plane, tmp_path):
+    """v1 'one', v2 'two' served; v3 broken, failed; v2 serves."""
+    cp = control_plane
+    name = f"rb-{next(_numbers)}"
+    repo = stdlib_app(tmp_path / name, "one")
+    url = cp.create(stdlib_manifest(name))["url"]
+    cp.push(repo, name)
+    revisions = {"one": head_of(repo), "two": set_text(repo, "two")}
+    cp.push(repo, name)
+    revisions["broken"] = break_app(repo)
+    assert cp.push(repo, name, check=False).returncode != 0
+    yield cp, name, url, revisions
+    cp.api("DELETE", f"/apps/{name}")
+
+
+def rollback(cp, name: str, revision: str | None = None):
+    body = {} if revision is None else {"json": {"revision": revision}}
+    return cp.api("POST", f"/apps/{name}/rollback", **body)
+
+
+def live(cp, name: str, number: int) -> None:
+    wait_for(
+        lambda: cp.api("GET", f"/apps/{name}").json()["serving"]["number"] == number, 30, 0.1, f"v{number} serving"
+    )
+
+
+def test_rollback_without_a_revision_goes_back_one_served_release_at_a_time(app):
+    cp, name, url, revisions = app
+    first = rollback(cp, name)
+    assert first.status_code == 201, first.text
+    assert first.json()["message"] == "rollback to v1 (one)"  # v3 failed: skipped; v2 serves
+    assert first.json()["revision"] == revisions["one"]
+    live(cp, name, 4)
+    assert get_text(url) == "one"
+
+    second = rollback(cp, name)  # the newest that served before v4: v2
+    assert second.status_code == 201 and second.json()["message"] == "rollback to v2 (two)"
+    live(cp, name, 5)
+    assert get_text(url) == "two"
+    statuses = [r["status"] for r in cp.api("GET", f"/apps/{name}/releases").json()["releases"]]
+    assert statuses == ["live", "superseded", "failed", "superseded", "superseded"]
+
+
+def test_rollback_to_a_hash_works_right_after_a_rollback(app):
+    cp, name, url, revisions = app
+    assert rollback(cp, name, "v1").status_code == 201
+    # At once, before v4 serves: any revision that served, by its hash.
+    again = rollback(cp, name, revisions["two"][:10])
+    assert again.status_code == 201, again.text
+    assert again.json()["message"] == "rollback to v2 (two)"
+    live(cp, name, 5)
+    assert get_text(url) == "two"
+    releases = cp.api("GET", f"/apps/{name}/releases").json()["releases"]
+    assert [(r["number"], r["status"]) for r in releases[:2]] == [(5, "live"), (4, "cancelled")]
+
+
+@pytest.mark.parametrize(
+    ("target", "status", "error"),
+    [
+        ("v2", 400, "{name} serves v2 ({two}) already"),
+        ("{two}", 400, "{name} serves v2 ({two}) already"),
+        ("v3", 400, "v3 of {name} never served (failed); pick one that did"),
+        ("{broken}", 400, "revision {broken_long} of {name} never served (failed); pick one that did"),
+        ("v9", 404, "{name} has no release v9"),
+        ("abcdef0123", 404, "{name} has no release of revision abcdef0123"),
+        ("latest", 400, "revision 'latest': give a release number (v3) or a commit hash (7+ hex digits)"),
+    ],
+)
+def test_rollback_errors_say_what_is_wrong_and_change_nothing(app, target, status, error):
+    cp, name, url, revisions = app
+    values = {"name": name, "two": revisions["two"][:12], "broken": revisions["broken"][:12],
+              "broken_long": revisions["broken"][:12]}
+    response = rollback(cp, name, target.format(**values))
+    assert response.status_code == status
+    assert response.json()["error"] == error.format(**values)
+    assert len(cp.api("GET", f"/apps/{name}/releases").json()["releases"]) == 3
+    assert get_text(url) == "two"
+
+
+def test_the_cli_prints_the_rollback_in_one_line(app):
+    cp, name, _, revisions = app
+    done = cp.cli("rollback", name)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"{name}: v4 rollback to v1 (one), {revisions['one'][:12]}\n"
+    refused = cp.cli("rollback", name, "v3")
+    assert refused.returncode == 1 and refused.stderr == f"error: v3 of {name} never served (failed); pick one that did\n"
