@@ -177,7 +177,12 @@ def up(host: str | None, port: int, backend: str, data_dir: Path | None, apps_ho
         from paas.backends.docker import images as docker_images
 
         make_backend(settings).close()  # fails here, in one sentence, if Docker or its images are missing
-        gateway = docker_images.bridge_gateway(docker_images.connect())
+        client = docker_images.connect()
+        old = docker_images.stale(client)
+        if old:
+            tags = ", ".join(i.tag for i in old)
+            click.echo(f"warning: {tags} were built from older source: run `paas images build`", err=True)
+        gateway = docker_images.bridge_gateway(client)
         if gateway and settings.host.startswith("127.") and not settings.internal_url:
             also_on = (gateway,)  # where pods reach the git server (host.docker.internal)
     settings = settings.with_token()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ControlPlane, processes_under, wait_for
+from helpers import ControlPlane, docker_control_plane_in, processes_under, wait_for
 from paas.server import create_app
 
 TOKEN = "test-token-123"
@@ -86,25 +86,12 @@ def pod_images() -> None:
     from paas.backends.docker import images
 
     client = images.connect()
-    if images.missing(client):
+    if images.missing(client) or images.stale(client):
         images.build(client, images.POD_IMAGES)
 
 
 @pytest.fixture(scope="module")
 def docker_control_plane(tmp_path_factory: pytest.TempPathFactory, pod_images) -> Iterator[ControlPlane]:
-    """A real `paas up --backend docker`; every container it made is gone afterwards."""
-    import docker
-
-    base = tmp_path_factory.mktemp("dcp")
-    cp = ControlPlane(base / "data", base / "cli-config", backend="docker").start()
-    yield cp
-    apps = [a["name"] for a in cp.api("GET", "/apps").json()["apps"]]
-    for app in apps:
-        cp.api("DELETE", f"/apps/{app}")
-    cp.stop()
-    client = docker.from_env()
-    instance = {"label": f"paas.instance={(cp.data_dir / 'instance').read_text().strip()}"}
-    for c in client.containers.list(all=True, filters=instance):
-        c.remove(force=True)
-    for volume in client.volumes.list(filters=instance):
-        volume.remove(force=True)  # the shared dependency cache outlives apps, not the test
+    """A real `paas up --backend docker` shared by a module's tests."""
+    with docker_control_plane_in(tmp_path_factory.mktemp("dcp")) as cp:
+        yield cp

@@ -10,7 +10,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -166,6 +167,29 @@ class ControlPlane:
         """Return once ``count`` more reconciler passes have run."""
         target = self.passes() + count
         wait_for(lambda: self.passes() >= target, 30, 0.05, f"{count} reconciler passes")
+
+
+@contextmanager
+def docker_control_plane_in(base: Path) -> Iterator[ControlPlane]:
+    """A real `paas up --backend docker`; afterwards its apps are deleted (by a control plane
+    started again if the test left it stopped) and every object it made is gone."""
+    import docker
+
+    cp = ControlPlane(base / "data", base / "cli-config", backend="docker").start()
+    try:
+        yield cp
+    finally:
+        if cp.proc is not None and cp.proc.poll() is not None:
+            cp.start()
+        for app in cp.api("GET", "/apps").json()["apps"]:
+            cp.api("DELETE", f"/apps/{app['name']}")
+        cp.stop()
+        client = docker.from_env()
+        owner = {"label": f"paas.instance={(cp.data_dir / 'instance').read_text().strip()}"}
+        for c in client.containers.list(all=True, filters=owner):
+            c.remove(force=True)
+        for volume in client.volumes.list(filters=owner):
+            volume.remove(force=True)  # the shared dependency cache outlives apps, not the test
 
 
 def processes_under(directory: Path) -> list[int]:

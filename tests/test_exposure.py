@@ -130,7 +130,6 @@ def test_a_repository_password_is_kept_apart_used_and_never_shown(control_plane,
             seen = Path(f"/proc/{pid}/environ").read_bytes() + Path(f"/proc/{pid}/cmdline").read_bytes()
             assert PASSWORD.encode() not in seen
         assert (cp.data_dir / "pods" / "private" / "secrets" / "git-password").read_text() == PASSWORD
-        assert PASSWORD.encode() not in (cp.data_dir / "paas.sqlite3").read_bytes().split(b"git_password")[0]
         assert cp.api("DELETE", "/apps/private").status_code == 200
 
 

@@ -16,6 +16,7 @@ import pytest
 from helpers import (
     ControlPlane,
     break_app,
+    docker_control_plane_in,
     get_text,
     git,
     processes_under,
@@ -39,19 +40,8 @@ def local_cp(tmp_path, deps_cache):
 
 @pytest.fixture
 def docker_cp(tmp_path, pod_images):
-    cp = ControlPlane(tmp_path / "data", tmp_path / "cli-config", backend="docker").start()
-    yield cp
-    if cp.proc.poll() is not None:
-        cp.start()
-    for app in cp.api("GET", "/apps").json()["apps"]:
-        cp.api("DELETE", f"/apps/{app['name']}")
-    cp.stop()
-    client = docker.from_env()
-    owner = {"label": f"paas.instance={(cp.data_dir / 'instance').read_text().strip()}"}
-    for c in client.containers.list(all=True, filters=owner):
-        c.remove(force=True)
-    for volume in client.volumes.list(filters=owner):
-        volume.remove(force=True)
+    with docker_control_plane_in(tmp_path) as cp:
+        yield cp
 
 
 def serving(cp, app: str) -> dict | None:

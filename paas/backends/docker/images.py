@@ -9,6 +9,7 @@ containers trust what the host trusts), and ``docker import`` it under the base'
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
@@ -26,6 +27,7 @@ from paas import __version__
 from paas.errors import BackendUnavailable, PaasError
 
 BASE_IMAGE = "python:3.11-slim"
+_NOT_SOURCE = {".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache", "build", "dist"}
 SOURCE_ROOT = Path(__file__).resolve().parents[3]
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 OFFLINE_PACKAGES = (
@@ -55,6 +57,17 @@ class Image:
     @property
     def tag(self) -> str:
         return f"paas-{self.name}:{__version__}"
+
+    def source_digest(self) -> str:
+        """A hash of the files the image is built from (its label ``paas.source``), so an image
+        built before the source changed is known to be stale."""
+        digest = hashlib.sha256()
+        root = SOURCE_ROOT / self.context
+        for path in sorted(root.rglob("*")):
+            parts = path.relative_to(root).parts
+            if path.is_file() and not any(p in _NOT_SOURCE or p.endswith(".egg-info") for p in parts):
+                digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+        return digest.hexdigest()[:16]
 
 
 IMAGES = (
@@ -99,6 +112,19 @@ def missing(client: docker.DockerClient, images: tuple[Image, ...] = POD_IMAGES)
     return [image for image in images if not _exists(client, image.tag)]
 
 
+def stale(client: docker.DockerClient, images: tuple[Image, ...] = POD_IMAGES) -> list[Image]:
+    """Images that exist but were built from other source than what is here now."""
+    found = []
+    for image in images:
+        try:
+            labels = client.images.get(image.tag).labels or {}
+        except ImageNotFound:
+            continue
+        if labels.get("paas.source") != image.source_digest():
+            found.append(image)
+    return found
+
+
 def build(
     client: docker.DockerClient,
     images: tuple[Image, ...] = IMAGES,
@@ -120,6 +146,7 @@ def build(
                 dockerfile=image.dockerfile,
                 tag=image.tag,
                 buildargs={"BASE_IMAGE": base, "RUNTIME_IMAGE": RUNTIME_BASE.tag},
+                labels={"paas.source": image.source_digest()},
                 rm=True,
                 forcerm=True,
                 pull=False,
