@@ -1,5 +1,7 @@
-"""Push-to-live latency: from `git push` returning to the app serving the pushed text.
+"""Push-to-live latency: from `git push` starting to the app serving the pushed text.
 
+A push returns once its release serves (it reports the deploy), so its duration is most of
+that; what is left after it returns shows the push doesn't answer before the new code serves.
 Starts `paas up` on a free port with a fresh data directory, deploys samples/hello-flask,
 pushes N edits and prints p50/p95 (target p50 <= 1 s, p95 <= 2 s); then creates and pushes
 a second app and prints create -> first 200 with the images built and the dependency
@@ -79,10 +81,13 @@ def main() -> None:
             cp.stop()
             if args.backend == "docker":
                 remove_cache_volume(cp.data_dir)
-    p50, p95 = statistics.median(latencies), percentile(latencies, 0.95)
+    totals = [push + after for push, after in zip(pushes, latencies, strict=True)]
+    p50, p95 = statistics.median(totals), percentile(totals, 0.95)
     print(f"backend: {args.backend}; edits: {len(latencies)}")
-    print(f"git push duration: p50 {statistics.median(pushes):.3f} s  p95 {percentile(pushes, 0.95):.3f} s")
-    print(f"push returned -> new text served: p50 {p50:.3f} s  p95 {p95:.3f} s  max {max(latencies):.3f} s")
+    print(f"git push duration (returns once live): p50 {statistics.median(pushes):.3f} s  "
+          f"p95 {percentile(pushes, 0.95):.3f} s")
+    print(f"push returned -> new text served: p50 {statistics.median(latencies):.3f} s  max {max(latencies):.3f} s")
+    print(f"push started -> new text served: p50 {p50:.3f} s  p95 {p95:.3f} s")
     print(f"target p50 <= 1 s: {'met' if p50 <= 1 else 'MISSED'}; p95 <= 2 s: {'met' if p95 <= 2 else 'MISSED'}")
     print(f"create + push -> first 200 (images built, cache warm): {create_to_200:.2f} s "
           f"(target <= 5 s: {'met' if create_to_200 <= 5 else 'MISSED'})")

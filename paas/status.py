@@ -4,6 +4,8 @@ its pod (what runs)."""
 
 from __future__ import annotations
 
+import re
+
 from paas import store as st
 from paas.backends.base import PodStatus
 from paas.store import App, Event, Release
@@ -75,3 +77,17 @@ def describe(app: App, pod: PodStatus | None, releases: list[Release], events: l
         "containers": [c.__dict__ for c in pod.containers] if pod else [],
         "events": [e.to_json() for e in events],
     }
+
+
+# A line that ends a Python traceback (`RuntimeError: oops`) or a Node one (`Error: …`).
+_EXCEPTION = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)|Error)\b.*")
+
+
+def excerpt(lines: list[str], keep: int = 12) -> list[str]:
+    """The last ``keep`` lines of a failure's output, led by the app's last exception (and the
+    frame that raised it) when that came earlier: what a person needs to read first."""
+    tail = lines[-keep:]
+    raised = next((i for i in range(len(lines) - 1, -1, -1) if _EXCEPTION.match(lines[i])), None)
+    if raised is not None and raised < len(lines) - keep:
+        return [*lines[max(0, raised - 2) : raised + 1], "…", *tail]
+    return tail

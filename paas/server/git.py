@@ -31,6 +31,7 @@ from paas.errors import AppNotFound, InvalidAppName
 from paas.names import check_app_name
 from paas.server import pktline
 from paas.server.auth import admin_token, same
+from paas.status import excerpt
 
 bp = Blueprint("git", __name__, url_prefix="/git")
 log = logging.getLogger("paas.git")
@@ -161,8 +162,12 @@ class Push:
         release = outcome.release
         first, _, rest = release.reason.partition("\n")
         yield pktline.progress(f"paas: {release.status}: {first}")
-        if rest.strip():
-            yield pktline.progress("\n".join(f"paas:   {line}" for line in rest.strip("\n").splitlines()))
+        lines = rest.strip("\n").splitlines()
+        if lines:
+            shown = excerpt(lines)
+            yield pktline.progress("\n".join(f"paas:   {line}" for line in shown))
+            if len(shown) < len(lines):
+                yield pktline.progress(f"paas: (all {len(lines)} lines: `paas status {self.app.name}`)")
         keeps = f"v{outcome.serving.number} keeps serving" if outcome.serving else "nothing serves yet"
         self.control.deploys.undo_push(self.app, release, self.before)
         kept = self.before[:12] if self.before else "nothing (it was the first push)"
