@@ -49,8 +49,10 @@ class GitSync:
                  what="git-sync's first sync")
 
     def metric(self, sample: str) -> float:
+        """The sample's value; 0 before its series was first counted (as upstream's)."""
         text = self.session.get(self.base + "/metrics", timeout=5).text
-        return float(re.search(rf"^{re.escape(sample)} (\S+)$", text, re.M).group(1))
+        found = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.M)
+        return float(found.group(1)) if found else 0.0
 
     def sync(self) -> dict:
         return self.session.post(self.base + "/sync", timeout=30).json()
@@ -68,7 +70,8 @@ def start_local(url: str, root: Path) -> GitSync:
     env |= GIT_ENV | {"GITSYNC_PASSWORD": PASSWORD}
     proc = subprocess.Popen(
         [sys.executable, "-m", "git_sync", f"--repo={url}", f"--username={USERNAME}",
-         f"--root={root}", "--link=current", "--period=1h", f"--http-bind=127.0.0.1:{port}"],
+         f"--root={root}", "--link=current", "--period=1h", f"--http-bind=127.0.0.1:{port}",
+         "--http-metrics", "--git-gc=auto"],  # as paas pods run it (upstream's default gc: always)
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def stop() -> None:
@@ -89,7 +92,8 @@ def start_container(port_on_host: int, root: Path) -> GitSync:
          "--add-host", "host.docker.internal:host-gateway", "-p", f"127.0.0.1:{port}:8079",
          "-v", f"{root}:/git", "-e", f"GITSYNC_PASSWORD={PASSWORD}", IMAGE,
          f"--repo=http://host.docker.internal:{port_on_host}/app.git",
-         f"--username={USERNAME}", "--link=current", "--period=1h", "--http-bind=:8079"],
+         f"--username={USERNAME}", "--link=current", "--period=1h", "--http-bind=:8079",
+         "--http-metrics", "--git-gc=auto"],
         check=True, capture_output=True)
 
     def stop() -> None:

@@ -99,6 +99,8 @@ def build(app: App, control_plane_url: str) -> PodSpec:
         "GITSYNC_DEPTH": "1",
         "GITSYNC_MAX_FAILURES": "-1",
         "GITSYNC_ERROR_FILE": SYNC_ERROR_FILE,
+        # Upstream's default is a full gc after every change; between quick pushes `auto` is enough.
+        "GITSYNC_GIT_GC": "auto",
         # The runtime drains the old version from its worktree after a switch: keep it a while.
         "GITSYNC_STALE_WORKTREE_TIMEOUT": "60s",
     }

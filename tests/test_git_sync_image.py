@@ -103,3 +103,27 @@ def test_add_user_records_an_arbitrary_uid(
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         passwd = tar.extractfile("passwd").read().decode()
     assert "git-sync:x:4242:4242::/tmp:/sbin/nologin" in passwd.splitlines()
+
+
+@pytest.mark.parametrize("form", ["path", "file://"])
+def test_a_repository_on_a_shared_volume_owned_by_another_uid(
+    form: str, image: str, docker_run: DockerRun, tmp_path: Path
+) -> None:
+    """The repository is root's (the host wrote it); the image runs as 65533 and another --user."""
+    from test_git_sync_v47 import _LocalServer
+
+    shared = Upstream(_LocalServer(tmp_path / "shared"), "app", tmp_path / "work")
+    commit = shared.commit("from a shared volume")
+    volume = tmp_path / "git-data"
+    volume.mkdir()
+    volume.chmod(0o777)
+    (tmp_path / "shared").chmod(0o755)
+    repo = "/shared/app.git" if form == "path" else "file:///shared/app.git"
+    for uid in ("65533", "4242"):
+        _, code, logs = docker_run(
+            "--user", f"{uid}:{uid}", "-v", f"{tmp_path / 'shared'}:/shared:ro", "-v", f"{volume}:/git",
+            image, f"--repo={repo}", f"--root=/git/{uid}", "--link=app", "--one-time",
+        )
+        assert code == 0, logs
+        assert "dubious ownership" not in logs
+        assert os.readlink(volume / uid / "app") == f".worktrees/{commit}"

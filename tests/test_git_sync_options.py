@@ -14,7 +14,7 @@ import pytest
 from git_sync import gitconfig, options
 from git_sync.auth import SSHConfigError, ssh_command
 from git_sync.manual import manual
-from git_sync.metrics import Metrics, text_format
+from git_sync.metrics import Metrics, go_float, text_format
 from git_sync.passwd import add_user
 
 README = Path(__file__).resolve().parents[1] / "sidecar-git-sync" / "README.md"
@@ -88,16 +88,22 @@ def test_ssh_key_file_repeats_as_a_flag_and_is_a_list_in_the_environment() -> No
 
 def test_v3_flags_map_onto_v4_options_with_warnings() -> None:
     warnings: list[str] = []
-    opts = options.parse([*BASE, "--rev=v1.2", "--branch=main", "--timeout=30", "--wait=1.5",
+    opts = options.parse([*BASE, "--rev=v1.2", "--timeout=30", "--wait=1.5",
                           "--max-sync-failures=4", "--sync-hook-command=/bin/true", "--ssh",
-                          "--v=2", "--dest=site"], {}, warnings)
+                          "--v=2", "--dest=site", "--password=pw", "--username=u"], {}, warnings)
 
     assert (opts.ref, opts.sync_timeout, opts.period, opts.max_failures) == ("v1.2", 30, 1.5, 4)
-    assert (opts.exechook_command, opts.verbose, opts.link) == ("/bin/true", 2, "site")
-    assert "flag --rev has been deprecated, use --ref instead" in warnings
+    assert (opts.exechook_command, opts.verbose, opts.link, opts.password) == ("/bin/true", 2, "site", "pw")
+    # pflag's words for a deprecated flag, then upstream's own line for what it set
+    assert "Flag --rev has been deprecated, use --ref instead" in warnings
     assert "setting --ref from deprecated --rev" in warnings
-    assert "flag --ssh has been deprecated, SSH is used whenever --repo is an SSH URL" in warnings
+    assert "Flag --ssh has been deprecated, no longer necessary" in warnings
+    assert "Flag --password has been deprecated, use --password-file or $GITSYNC_PASSWORD instead" in warnings
+    assert "setting $GITSYNC_PASSWORD from deprecated --password" in warnings
     assert options.parse([*BASE, "--branch=dev"], {}).ref == "dev"
+    assert options.parse([*BASE, "--branch=dev", "--rev=HEAD"], {}).ref == "dev"
+    with pytest.raises(options.ConfigError, match="deprecated flag combo: can't set --ref"):
+        options.parse([*BASE, "--branch=dev", "--rev=v1"], {})
 
 
 def test_v3_environment_variables_are_read_with_a_warning() -> None:
@@ -110,8 +116,8 @@ def test_v3_environment_variables_are_read_with_a_warning() -> None:
 
     assert (opts.repo, opts.ref, opts.ssh_key_file, opts.ssh_known_hosts, opts.depth) == (
         "https://h/x.git", "dev", ["/old/key"], False, 3)
-    assert "env GIT_SYNC_REPO has been deprecated, use GITSYNC_REPO instead" in warnings
-    assert "env GIT_SSH_KEY_FILE has been deprecated, use GITSYNC_SSH_KEY_FILE instead" in warnings
+    assert "env $GIT_SYNC_REPO has been deprecated, use $GITSYNC_REPO instead" in warnings
+    assert "env $GIT_SSH_KEY_FILE has been deprecated, use $GITSYNC_SSH_KEY_FILE instead" in warnings
     assert not any("GIT_SYNC_DEPTH" in w for w in warnings), "the v4 name wins, silently"
 
 
@@ -121,8 +127,19 @@ def test_v3_environment_variables_are_read_with_a_warning() -> None:
     ([*BASE, "--period=5ms"], {}, "--period must be at least 10ms"),
     ([*BASE, "--init-period=5ms"], {}, "--init-period must be 0 or at least 10ms"),
     (BASE, {"GITSYNC_DEPTH": "one"}, "$GITSYNC_DEPTH: invalid integer"),
-    (BASE, {"GITSYNC_PASSWORD": "p"}, "need --username"),
-    ([*BASE, "--username=u"], {}, "$GITSYNC_PASSWORD or --password-file must be set"),
+    (BASE, {"GITSYNC_PASSWORD": "p"}, "invalid flag: $GITSYNC_PASSWORD may only be specified when --username is specified"),
+    ([*BASE, "--password-file=/p"], {}, "invalid flag: --password-file may only be specified when --username"),
+    ([*BASE, "--username=u"], {}, "required flag: $GITSYNC_PASSWORD or --password-file must be specified when --username"),
+    ([*BASE, "--http-metrics"], {}, "required flag: --http-bind must be specified when --http-metrics is set"),
+    ([*BASE, "--http-pprof"], {}, "required flag: --http-bind must be specified when --http-pprof is set"),
+    ([*BASE, "--credential=nope"], {}, "--credential: not a JSON object or list"),
+    ([*BASE, '--credential={"url": "https://h", "username": "u", "pass": "x"}'], {}, "unknown field 'pass'"),
+    ([*BASE, '--credential={"url": "https://h", "username": "u"}'], {},
+     "invalid flag: --credential password or password-file must be specified"),
+    ([*BASE, '--credential={"username": "u", "password": "p"}'], {}, "invalid flag: --credential URL must be specified"),
+    ([*BASE, "--github-app-client-id=c"], {}, "invalid flag: --github-app-installation-id must be specified"),
+    ([*BASE, "--github-app-installation-id=3"], {},
+     "invalid flag: --github-app-installation-id may only be specified when --github-app-private-key-file"),
     ([*BASE, "--one-time=maybe"], {}, "invalid boolean 'maybe'"),
     ([*BASE, "--rep=x"], {}, "unrecognized arguments: --rep=x"),
     ([*BASE, "--submodules=some"], {}, "invalid value 'some' (want one of recursive"),
@@ -194,14 +211,17 @@ def test_malformed_git_config(text: str, message: str) -> None:
         gitconfig.parse(text)
 
 
-def test_git_config_goes_to_git_through_the_environment_only() -> None:
-    env = gitconfig.environment([("a.b", "1"), ("c.d", "2")])
-    more = gitconfig.extend(env, [("e.f", "3")])
+def test_git_config_goes_to_a_private_global_file_that_git_reads() -> None:
+    pairs = [("a.b", "1"), ("url.https://h/x.insteadOf", "git://h/x"), ("c.d", 'quote " and \\')]
+    env = gitconfig.private_global("git", pairs, os.environ)
+    path = Path(env["GIT_CONFIG_GLOBAL"])
 
-    assert env["GIT_CONFIG_NOSYSTEM"] == "1" and env["GIT_CONFIG_GLOBAL"] == "/dev/null"
-    assert (env["GIT_CONFIG_COUNT"], env["GIT_CONFIG_KEY_1"], env["GIT_CONFIG_VALUE_1"]) == (
-        "2", "c.d", "2")
-    assert (more["GIT_CONFIG_COUNT"], more["GIT_CONFIG_KEY_2"]) == ("3", "e.f")
+    assert env["GIT_CONFIG_NOSYSTEM"] == "1" and (path.parent.stat().st_mode & 0o777) == 0o700
+    listed = subprocess.run(["git", "config", "--global", "--list"], env={**os.environ, **env},
+                            capture_output=True, text=True, check=True).stdout
+    assert listed.splitlines() == ["a.b=1", "url.https://h/x.insteadof=git://h/x", 'c.d=quote " and \\']
+    more = gitconfig.extend({}, [("e.f", "3")])  # per-command settings (credentials)
+    assert (more["GIT_CONFIG_COUNT"], more["GIT_CONFIG_KEY_0"]) == ("1", "e.f")
 
 
 def test_ssh_command_checks_files_only_for_ssh_repos(tmp_path: Path) -> None:
@@ -224,18 +244,66 @@ def test_ssh_command_checks_files_only_for_ssh_repos(tmp_path: Path) -> None:
 # --- metrics, --add-user ----------------------------------------------------------------
 
 
-def test_the_text_format_is_prometheus_clients_own() -> None:
-    from prometheus_client.exposition import generate_latest
+# What upstream's Go client writes for the same observations (names and HELP from upstream's
+# main.go and pkg/hook; ordering and number formatting from client_golang's text encoder).
+UPSTREAM_METRICS_TEXT = """\
+# HELP git_fetch_count_total How many git fetches were run
+# TYPE git_fetch_count_total counter
+git_fetch_count_total 2
+# HELP git_sync_askpass_calls How many git askpass calls completed, partitioned by state (success, error)
+# TYPE git_sync_askpass_calls counter
+git_sync_askpass_calls{status="error"} 1
+git_sync_askpass_calls{status="success"} 1
+# HELP git_sync_count_total How many git syncs completed, partitioned by state (success, error, noop)
+# TYPE git_sync_count_total counter
+git_sync_count_total{status="error"} 1
+git_sync_count_total{status="success"} 2
+# HELP git_sync_duration_seconds Summary of git_sync durations
+# TYPE git_sync_duration_seconds summary
+git_sync_duration_seconds_sum{status="error"} 1e-05
+git_sync_duration_seconds_count{status="error"} 1
+git_sync_duration_seconds_sum{status="success"} 1.25
+git_sync_duration_seconds_count{status="success"} 2
+# HELP git_sync_hook_run_count_total How many hook runs completed, partitioned by name and state (success, error)
+# TYPE git_sync_hook_run_count_total counter
+git_sync_hook_run_count_total{name="exechook",status="success"} 1
+git_sync_hook_run_count_total{name="webhook",status="error"} 3
+"""
 
+
+def test_metrics_read_as_upstreams_byte_for_byte() -> None:
     metrics = Metrics()
     metrics.sync_done("success", 0.25)
+    metrics.sync_done("error", 0.00001)
+    metrics.sync_done("success", 1.0)
     metrics.fetched()
-    metrics.hook_done('we"b\\hook\n', "error")
+    metrics.fetched()
+    for status in ("success", "error"):
+        metrics.askpass_done(status)
+    for _ in range(3):
+        metrics.hook_done("webhook", "error")
+    metrics.hook_done("exechook", "success")
 
-    def stable(text: bytes) -> bytes:  # process_* samples move between the two calls
-        return re.sub(rb"(?m)^(process_\S+) \S+$", rb"\1 X", text)
+    text = text_format(metrics.registry).decode()
+    ours = "".join(line + "\n" for line in text.splitlines() if "process_" not in line)
+    assert ours == UPSTREAM_METRICS_TEXT
 
-    assert stable(text_format(metrics.registry)) == stable(generate_latest(metrics.registry))
+
+def test_a_fresh_sidecar_shows_labelled_metrics_only_once_used() -> None:
+    text = text_format(Metrics().registry).decode()
+    assert "git_fetch_count_total 0\n" in text
+    assert "git_sync_count_total" not in text and "git_sync_hook_run_count_total" not in text
+
+
+@pytest.mark.parametrize(("value", "go"), [
+    (1.0, "1"), (0.0, "0"), (-1.0, "-1"), (2.0, "2"), (0.25, "0.25"), (100.0, "100"),
+    (123456.0, "123456"), (1234567.0, "1.234567e+06"), (1e6, "1e+06"), (0.0001, "0.0001"),
+    (0.00001234, "1.234e-05"), (1701234567.89, "1.70123456789e+09"), (-2.5, "-2.5"),
+    (0.1 + 0.2, "0.30000000000000004"), (float("inf"), "+Inf"), (float("-inf"), "-Inf"),
+    (float("nan"), "NaN"), (5e-324, "5e-324"), (1.7976931348623157e308, "1.7976931348623157e+308"),
+])
+def test_numbers_are_written_as_gos_strconv_formatfloat_g(value: float, go: str) -> None:
+    assert go_float(value) == go
 
 
 def test_starting_git_sync_imports_neither_ssl_nor_http_server() -> None:

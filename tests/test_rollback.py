@@ -61,14 +61,17 @@ def test_rollback_without_a_revision_goes_back_one_served_release_at_a_time(app)
 def test_rollback_to_a_hash_works_right_after_a_rollback(app):
     cp, name, url, revisions = app
     assert rollback(cp, name, "v1").status_code == 201
-    # At once, before v4 serves: any revision that served, by its hash.
+    # At once (v4 may not serve yet): any revision that served, by its hash. Compared with
+    # what is deployed, not with what still serves (v2), or this would be "serves v2 already".
     again = rollback(cp, name, revisions["two"][:10])
     assert again.status_code == 201, again.text
     assert again.json()["message"] == "rollback to v2 (two)"
     live(cp, name, 5)
     assert get_text(url) == "two"
     releases = cp.api("GET", f"/apps/{name}/releases").json()["releases"]
-    assert [(r["number"], r["status"]) for r in releases[:2]] == [(5, "live"), (4, "cancelled")]
+    assert (releases[0]["number"], releases[0]["status"]) == (5, "live")
+    # v4 served for a moment if its switch beat the second rollback, else it never did.
+    assert (releases[1]["number"], releases[1]["status"]) in ((4, "superseded"), (4, "cancelled"))
 
 
 @pytest.mark.parametrize(

@@ -33,8 +33,10 @@ class Git:
         deadline: float,
         env: Mapping[str, str] | None = None,
         error: type[GitError] = GitError,
+        check: bool = True,
     ) -> str:
-        """git's stdout; raises `error` with git's last stderr line if it fails or overruns."""
+        """git's stdout; raises `error` with git's last stderr line if it fails (unless not
+        `check`) or overruns."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise error(f"git {args[0]} not started: --sync-timeout expired")
@@ -65,7 +67,7 @@ class Git:
         finally:
             with self._lock:
                 self._running.discard(proc)
-        if proc.returncode != 0:
+        if proc.returncode != 0 and check:
             LOG.log(V(2), "git %s stderr: %s", args[0], err.strip())
             reason = _last_line(err) or f"exit status {proc.returncode}"
             raise error(redact(f"git {args[0]} failed: {reason}"))

@@ -1,11 +1,21 @@
-"""git configuration handed to every git command through the environment.
+"""git configuration for every git command git-sync runs.
 
-Nothing is written to a config file: `GIT_CONFIG_COUNT`/`KEY_n`/`VALUE_n` act
-like `git -c key=value` without showing up in any command line, and the
-system and global files are ignored, so a user's `~/.gitconfig` cannot change
-how git-sync behaves (upstream uses a private global file for the same end).
+As upstream, git-sync writes its configuration (upstream's defaults, then
+--git-config) into a private global config file of its own and points
+`GIT_CONFIG_GLOBAL` at it, with the system file ignored: a user's
+`~/.gitconfig` cannot change how git-sync behaves, and the settings reach every
+git process, also the `git upload-pack` that git's local transports (a path or
+`file://` repository) start with `GIT_CONFIG_COUNT`/`GIT_CONFIG_PARAMETERS`
+cleared — which is how `safe.directory=*` reaches a repository owned by another
+uid on a shared volume. Per-command settings that must not sit in a file (the
+credential helper) still go through `GIT_CONFIG_COUNT`.
 """
 
+import atexit
+import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 
 # Upstream's defaults, which --git-config may override.
@@ -87,11 +97,21 @@ def _unescape(chars: list[str]) -> str:
     return _ESCAPES[c]
 
 
-def environment(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
-    """Variables that make git read `pairs` as its only configuration besides the repo's."""
-    env = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
-    env.update(extend({}, pairs))
-    return env
+def private_global(git: str, pairs: Sequence[tuple[str, str]], environ: Mapping[str, str]) -> dict[str, str]:
+    """Write `pairs` into a new private global config file (`git config --file`, so git does
+    the quoting); the variables that make git read it as its only configuration besides
+    the repository's. Raises OSError if it can't be written."""
+    directory = tempfile.mkdtemp(prefix="git-sync-config-")  # mode 0700, only ours
+    atexit.register(shutil.rmtree, directory, True)
+    path = os.path.join(directory, "gitconfig")
+    open(path, "x").close()
+    env = {**environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": path}
+    for key, value in pairs:
+        done = subprocess.run([git, "config", "--file", path, "--add", key, value], env=env,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise OSError(f"git config {key}: {done.stderr.strip() or done.returncode}")
+    return {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": path}
 
 
 def extend(environ: Mapping[str, str], pairs: Sequence[tuple[str, str]]) -> dict[str, str]:

@@ -29,7 +29,8 @@ class Exechook:
     name = "exechook"
 
     def __init__(self, command: str, worktree: Callable[[str], Path], timeout: float,
-                 environ: Mapping[str, str]) -> None:
+                 environ: Mapping[str, str], name: str = "exechook") -> None:
+        self.name = name
         self._command = command
         self._worktree = worktree
         self._timeout = timeout
@@ -40,7 +41,7 @@ class Exechook:
         self._closed = False
 
     def run(self, hash: str) -> None:
-        LOG.info("running exechook %s for %s", self._command, hash)
+        LOG.info("running %s %s for %s", self.name, self._command, hash)
         with self._lock:
             if self._closed:
                 raise HookError("git-sync is shutting down")

@@ -10,15 +10,17 @@ from pathlib import Path
 from types import FrameType
 
 from git_sync import gitconfig, logs, options, server
-from git_sync.auth import Credentials, SSHConfigError, redact, scrub_environment, ssh_command
+from git_sync.auth import Credential, Credentials, SSHConfigError, redact, scrub_environment, ssh_command
 from git_sync.errors import SyncError
 from git_sync.git import Git
 from git_sync.hooks import Exechook, HookRunner, Webhook
 from git_sync.logs import LOG
 from git_sync.metrics import Metrics
 from git_sync.passwd import add_user
-from git_sync.repo import Repo
+from git_sync.repo import WORKTREES, Repo
 from git_sync.syncer import Syncer
+
+COOKIE_FILE = "/etc/git-secret/cookie_file"  # upstream's fixed path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,20 +64,28 @@ def run(opts: options.Options) -> int:
     except SSHConfigError as e:
         logs.error("can't set up git over SSH", e)
         return 1
+    except OSError as e:
+        logs.error("can't set up git's config", e)
+        return 1
+    if options.github_app_configured(opts):
+        LOG.warning("GitHub app authentication is not supported by this git-sync: the "
+                    "--github-app-* flags are accepted and ignored; give --username with "
+                    "--password-file, or --credential, instead")
     metrics = Metrics()
     git = Git(opts.git, root, env)
-    credentials = (
-        Credentials(opts.repo, opts.username, opts.password, opts.password_file)
-        if opts.username else None
-    )
+    own = [Credential(opts.repo, opts.username, opts.password, opts.password_file)] if opts.username else []
+    credentials = Credentials(opts.repo, [*own, *opts.credential], opts.askpass_url, metrics.askpass_done)
+    pre_publish = _pre_publish_hook(opts, root, metrics.hook_done)
     repo = Repo(git, root, root / opts.link, opts.repo, opts.ref, opts.depth,
-                credentials, opts.git_gc, on_fetch=metrics.fetched,
-                submodules=opts.submodules, stale_timeout=opts.stale_worktree_timeout)
+                credentials or None, opts.git_gc,
+                submodules=opts.submodules, stale_timeout=opts.stale_worktree_timeout,
+                filter=opts.filter, sparse_checkout_file=opts.sparse_checkout_file,
+                before_publish=pre_publish.send if pre_publish else lambda commit: None)
     hooks = _hooks(opts, repo, metrics.hook_done)
     syncer = Syncer(repo, metrics, ref=opts.ref, period=opts.period,
                     init_period=opts.init_period, sync_timeout=opts.sync_timeout,
                     max_failures=opts.max_failures, init_max_failures=opts.init_max_failures,
-                    one_time=opts.one_time, hooks=hooks,
+                    one_time=opts.one_time, hooks=hooks, pre_publish=[pre_publish] if pre_publish else [],
                     touch_file=root / opts.touch_file if opts.touch_file else None)
     done.on_sync_signal = syncer.trigger
     LOG.info("starting: repo %s, ref %s, root %s, link %s",
@@ -87,12 +97,12 @@ def run(opts: options.Options) -> int:
         return 1
     if opts.http_bind:
         try:
-            server.serve(opts.http_bind, syncer, metrics if opts.http_metrics else None)
+            server.serve(opts.http_bind, syncer, metrics if opts.http_metrics else None, opts.http_pprof)
         except (OSError, ValueError) as e:
             logs.error(f"can't serve HTTP on {opts.http_bind}", e)
             return 1
         LOG.info("serving HTTP on %s", opts.http_bind)
-    for hook in hooks:
+    for hook in [*hooks, *([pre_publish] if pre_publish else [])]:
         hook.start()
     return _run_until_done(syncer, git, done)
 
@@ -100,12 +110,27 @@ def run(opts: options.Options) -> int:
 def _git_environment(opts: options.Options) -> dict[str, str]:
     """What every git child gets: our environment minus secrets, private config, ssh."""
     env = scrub_environment(os.environ)
-    env.update(gitconfig.environment([*gitconfig.DEFAULTS, *gitconfig.parse(opts.git_config)]))
+    cookies = []
+    if opts.cookie_file:
+        if not os.access(COOKIE_FILE, os.R_OK):
+            raise OSError(f"can't access git cookiefile {COOKIE_FILE}")
+        cookies = [("http.cookiefile", COOKIE_FILE)]
+    pairs = [*gitconfig.DEFAULTS, *cookies, *gitconfig.parse(opts.git_config)]
+    env.update(gitconfig.private_global(opts.git, pairs, env))
     env["GIT_SSH_COMMAND"] = ssh_command(
         opts.ssh_key_file, opts.ssh_known_hosts, opts.ssh_known_hosts_file,
         required=options.is_ssh_url(opts.repo), default_key_files=[options.DEFAULT_SSH_KEY_FILE],
     )
     return env
+
+
+def _pre_publish_hook(opts: options.Options, root: Path,
+                      on_done: Callable[[str, str], None]) -> HookRunner | None:
+    if not opts.pre_publish_exechook_command:
+        return None
+    exechook = Exechook(opts.pre_publish_exechook_command, lambda commit: root / WORKTREES / commit,
+                        opts.pre_publish_exechook_timeout, os.environ, name="pre-publish-exechook")
+    return HookRunner(exechook, opts.pre_publish_exechook_backoff, on_done)
 
 
 def _hooks(opts: options.Options, repo: Repo,

@@ -35,11 +35,7 @@ OPTIONS
 """
 
 _TAIL = """\
-    $GITSYNC_PASSWORD (environment only)
-            The password or token for git HTTP authentication (with
-            --username).  Never passed to git on a command line.
-
-    -h, --help
+    -h, -?, --help
             Print help text and exit.
 
     --man
@@ -63,10 +59,11 @@ HOOKS
 
 HTTP
     With --http-bind: GET / answers 503 until the first sync succeeded, then
-    200.  GET /metrics serves Prometheus metrics (git_sync_duration_seconds,
-    git_sync_count_total, git_fetch_count_total, git_sync_hook_run_count_total).
-    POST /sync syncs at once and answers {{"hash": ..., "changed": ...}} once the
-    link points at that hash.
+    200.  With --http-metrics, GET /metrics serves Prometheus metrics
+    (git_sync_duration_seconds, git_sync_count_total, git_fetch_count_total,
+    git_sync_askpass_calls, git_sync_hook_run_count_total).  With --http-pprof,
+    /debug/pprof/ serves every thread's stack.  POST /sync syncs at once and
+    answers {{"hash": ..., "changed": ...}} once the link points at that hash.
 
 EXAMPLE USAGE
     git-sync \\
@@ -80,10 +77,9 @@ EXAMPLE USAGE
 def manual() -> str:
     entries = []
     for flag, env, default, help_text in sorted(options.describe(), key=lambda d: d[1]):
-        if flag is None:
-            continue
         body = f"{help_text[0].upper()}{help_text[1:]}.  Default: {default}."
-        entries.append(f"    {flag}, ${env}\n" + _indent(body, 12))
+        name = f"{flag}, ${env}" if flag else f"${env} (environment only)"
+        entries.append(f"    {name}\n" + _indent(body, 12))
     deprecated = []
     for flag, env, advice in options.describe_deprecated():
         name = f"{flag}, ${env}" if env else flag

@@ -13,6 +13,7 @@ v3 spellings are still read, with a warning, as upstream reads them: the
 
 import argparse
 import dataclasses
+import json
 import re
 import signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -21,6 +22,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from git_sync import __version__, gitconfig
+from git_sync.auth import Credential
 
 ENV_PREFIX = "GITSYNC_"
 LEGACY_ENV_PREFIX = "GIT_SYNC_"
@@ -104,9 +106,36 @@ def parse_path_list(text: str) -> list[str]:
     return [part for part in text.split(":") if part]
 
 
+_CREDENTIAL_KEYS = {"url", "username", "password", "password-file"}
+
+
+def parse_credentials(text: str) -> list[Credential]:
+    """`--credential`'s JSON: one object or a list of them (upstream's schema, no other keys)."""
+    text = text.strip()
+    if not text:
+        return []
+    if not text.startswith(("{", "[")):
+        raise ValueError("not a JSON object or list")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not valid JSON: {e.msg}") from None
+    found = []
+    for item in data if isinstance(data, list) else [data]:
+        if not isinstance(item, dict) or not all(isinstance(v, str) for v in item.values()):
+            raise ValueError("each credential must be an object of strings")
+        unknown = set(item) - _CREDENTIAL_KEYS
+        if unknown:
+            raise ValueError(f"unknown field {sorted(unknown)[0]!r}")
+        found.append(Credential(item.get("url", ""), item.get("username", ""), item.get("password", ""),
+                                item.get("password-file", "")))
+    return found
+
+
 _PARSERS: dict[Any, Callable[[str], Any]] = {str: str, int: parse_int, bool: parse_bool,
                                              float: parse_float}
-_METAVARS = {str: "STRING", int: "INT", bool: "BOOL", float: "DURATION", list[str]: "STRING"}
+_METAVARS = {str: "STRING", int: "INT", bool: "BOOL", float: "DURATION", list[str]: "STRING",
+             list[Credential]: "JSON"}
 
 
 def flag(default: Any, help: str, **meta: Any) -> Any:
@@ -138,6 +167,8 @@ class Options:
     link: str = flag("", "the symlink (absolute, or relative to --root) to the synced "
                          "worktree; defaults to the last path element of --repo")
     depth: int = flag(1, "fetch this many commits of history; 0 fetches all of it")
+    filter: str = flag("", "an object filter for a partial clone (e.g. blob:none); what it "
+                           "leaves out is fetched when a checkout needs it", legacy_env=())
     submodules: str = flag("recursive", "git submodule behaviour: "
                                         + ", ".join(SUBMODULE_MODES),
                            choices=SUBMODULE_MODES)
@@ -176,9 +207,42 @@ class Options:
     webhook_timeout: float = duration("1s", "the time allowed for one --webhook-url call")
     webhook_backoff: float = duration("3s", "how long to wait before retrying a failed "
                                             "--webhook-url call")
+    pre_publish_exechook_command: str = flag(
+        "", "a command (no arguments) started in the new worktree, with $GITSYNC_HASH set, "
+            "right before the link moves to it; retried until it exits 0, not waited for",
+        legacy_env=())
+    pre_publish_exechook_timeout: float = duration(
+        "30s", "the time allowed for one --pre-publish-exechook-command run", legacy_env=())
+    pre_publish_exechook_backoff: float = duration(
+        "3s", "how long to wait before retrying a failed --pre-publish-exechook-command",
+        legacy_env=())
+    # GitHub app authentication: accepted and checked as upstream does, but not used.
+    github_base_url: str = flag("https://api.github.com/", "the GitHub base URL for GitHub app "
+                                                           "authentication (not supported here)",
+                                legacy_env=())
+    github_app_private_key_file: str = flag("", "the private key file for GitHub app "
+                                                "authentication (not supported here)", legacy_env=())
+    github_app_private_key: str = flag("", "the private key for GitHub app authentication "
+                                           "(not supported here)", env_only=True, legacy_env=())
+    github_app_client_id: str = flag("", "the GitHub app client ID (not supported here)",
+                                     legacy_env=())
+    github_app_application_id: int = flag(0, "the GitHub app application ID (not supported "
+                                             "here)", legacy_env=())
+    github_app_installation_id: int = flag(0, "the GitHub app installation ID (not supported "
+                                              "here)", legacy_env=())
     # Authentication.
     username: str = flag("", "the username for git HTTP authentication")
     password: str = flag("", "the password or token for git HTTP authentication", env_only=True)
+    credential: list[Credential] = flag(
+        [], "one or more credentials for specific URLs (e.g. of submodules), as a JSON object "
+            '{"url", "username", "password" or "password-file"} or a list of them; repeatable',
+        parse=parse_credentials, legacy_env=(), shown="[]")
+    askpass_url: str = flag("", "a URL to query for git credentials (username=<value> and "
+                                "password=<value> lines) before every sync",
+                            legacy_env=("GIT_SYNC_ASKPASS_URL", "GIT_ASKPASS_URL"))
+    cookie_file: bool = flag(False, "use a git cookie file (/etc/git-secret/cookie_file) for "
+                                    "authentication",
+                             legacy_env=("GIT_SYNC_COOKIE_FILE", "GIT_COOKIE_FILE"))
     password_file: str = flag("", "a file holding the password or token for git HTTP "
                                   "authentication, read before every sync")
     ssh_key_file: list[str] = flag(
@@ -194,8 +258,10 @@ class Options:
     git: str = flag("git", "the git command to run (subject to PATH search, mostly for testing)")
     git_config: str = flag("", "extra git config, as comma-separated key:value pairs "
                                "(quote a key holding a colon)")
-    git_gc: str = flag("auto", "git garbage collection after a change: " + ", ".join(GC_MODES),
+    git_gc: str = flag("always", "git garbage collection after a change: " + ", ".join(GC_MODES),
                        choices=GC_MODES)
+    sparse_checkout_file: str = flag("", "a git sparse-checkout file: which files and directories "
+                                         "to check out")
     # The process.
     group_write: bool = flag(False, "make everything written (repository, worktrees, link) "
                                     "group-writable")
@@ -203,9 +269,12 @@ class Options:
                                  "(for SSH under an arbitrary uid)")
     http_bind: str = flag("", "the address (HOST:PORT or :PORT) for the HTTP endpoint; "
                               "empty: no HTTP endpoint")
-    http_metrics: bool = flag(True, "serve Prometheus metrics at /metrics on --http-bind")
+    http_metrics: bool = flag(False, "serve Prometheus metrics at /metrics (needs --http-bind)")
+    http_pprof: bool = flag(False, "serve debug endpoints (thread stacks) at /debug/pprof/ "
+                                   "(needs --http-bind)")
     verbose: int = flag(0, "log at this level and below: 0 events, 1 git commands, "
-                           "2 no-op syncs, HTTP requests and hook output", short="v", const=1)
+                           "2 no-op syncs, HTTP requests and hook output", short="v", const=1,
+                      legacy_env=())
 
 
 @dataclass(frozen=True)
@@ -229,7 +298,8 @@ _DEPRECATED = (
     _Deprecated("sync_hook_command", str, "GIT_SYNC_HOOK_COMMAND",
                 "use --exechook-command instead"),
     _Deprecated("change_permissions", int, "GIT_SYNC_PERMISSIONS", "use --group-write instead"),
-    _Deprecated("ssh", bool, "GIT_SYNC_SSH", "SSH is used whenever --repo is an SSH URL"),
+    _Deprecated("ssh", bool, "GIT_SYNC_SSH", "no longer necessary"),
+    _Deprecated("password", str, "", "use --password-file or $GITSYNC_PASSWORD instead"),
     _Deprecated("v", int, "", "use -v or --verbose instead"),
 )
 
@@ -277,17 +347,18 @@ def parse(argv: Sequence[str], environ: Mapping[str, str],
     given = vars(_argument_parser().parse_args(argv))
     values: dict[str, Any] = {}
     for field in dataclasses.fields(Options):
-        if field.name in given:
-            values[field.name] = given[field.name]
-            continue
         found = _from_environment(environ, env_name(field), legacy_env_names(field),
                                   _parser_for(field), warnings)
+        if field.name == "credential":  # $GITSYNC_CREDENTIAL first, then each --credential
+            found = [*(found or []), *(c for value in given.get("credential", []) for c in value)]
+        elif field.name in given and (given[field.name] or not field.metadata.get("env_only")):
+            found = given[field.name]  # a hidden --__env__NAME flag counts only if not empty
         if found is not None:
             values[field.name] = found
     old = {d.name: given[d.name] for d in _DEPRECATED if d.name in given}
     for d in _DEPRECATED:
         if d.name in old:
-            warnings.append(f"flag --{d.name.replace('_', '-')} has been deprecated, {d.advice}")
+            warnings.append(f"Flag --{d.name.replace('_', '-')} has been deprecated, {d.advice}")
         elif d.env:
             found = _from_environment(environ, d.env, (), _PARSERS[d.type], warnings)
             if found is not None:
@@ -303,7 +374,7 @@ def _from_environment(environ: Mapping[str, str], name: str, legacy: tuple[str, 
         if not text:
             continue
         if candidate != name:
-            warnings.append(f"env {candidate} has been deprecated, use {name} instead")
+            warnings.append(f"env ${candidate} has been deprecated, use ${name} instead")
         try:
             return parse(text)
         except ValueError as e:
@@ -315,7 +386,10 @@ def _apply_deprecated(values: dict[str, Any], old: dict[str, Any],
                       warnings: list[str]) -> dict[str, Any]:
     """Fold v3 flags into their v4 options, in upstream's order and with its precedence."""
     branch, rev = old.get("branch", ""), old.get("rev", "")
-    if branch and rev in ("", "HEAD"):
+    if branch and rev not in ("", "HEAD"):
+        raise ConfigError("deprecated flag combo: can't set --ref from deprecated --branch and --rev "
+                          "(one or the other is OK)")
+    if branch:
         warnings.append("setting --ref from deprecated --branch")
         values["ref"] = branch
     elif rev:
@@ -337,9 +411,12 @@ def _apply_deprecated(values: dict[str, Any], old: dict[str, Any],
         warnings.append("setting --exechook-command from deprecated --sync-hook-command")
         values["exechook_command"] = old["sync_hook_command"]
     if old.get("change_permissions"):
-        raise ConfigError("--change-permissions is no longer supported (use --group-write)")
+        raise ConfigError("deprecated flag: --change-permissions is no longer supported")
     if "v" in old and old["v"] >= 0:
         values["verbose"] = old["v"]
+    if old.get("password"):
+        warnings.append("setting $GITSYNC_PASSWORD from deprecated --password")
+        values["password"] = old["password"]
     return values
 
 
@@ -401,8 +478,12 @@ def _argument_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=__version__)
     parser.add_argument("--man", action=_ManAction, help="print the full manual and exit")
+    parser.add_argument("-?", action="help", help=argparse.SUPPRESS)
     for field in dataclasses.fields(Options):
         if field.metadata.get("env_only"):
+            # As upstream: a hidden flag for tests that sets an environment-only setting.
+            parser.add_argument(f"--__env__{env_name(field)}", dest=field.name, default=argparse.SUPPRESS,
+                                help=argparse.SUPPRESS)
             continue
         names = [flag_name(field)]
         if "short" in field.metadata:
@@ -414,6 +495,9 @@ def _argument_parser() -> argparse.ArgumentParser:
         elif field.type == list[str]:
             extra.update(action="append")
             parse = str
+        elif field.type == list[Credential]:
+            extra.update(action="append")
+            parse = parse_credentials
         elif "const" in field.metadata:
             extra.update(nargs="?", const=field.metadata["const"])
         parser.add_argument(
@@ -472,19 +556,45 @@ def _finish(values: dict[str, Any]) -> Options:
             raise ConfigError("invalid flag: --webhook-timeout must be at least 1s")
         if opts.webhook_backoff < 1:
             raise ConfigError("invalid flag: --webhook-backoff must be at least 1s")
+    for needs_bind in ("http_metrics", "http_pprof"):
+        if getattr(opts, needs_bind) and not opts.http_bind:
+            raise ConfigError(f"required flag: --http-bind must be specified when "
+                              f"--{needs_bind.replace('_', '-')} is set")
+    if opts.pre_publish_exechook_command:
+        if opts.pre_publish_exechook_timeout < 1:
+            raise ConfigError("invalid flag: --pre-publish-exechook-timeout must be at least 1s")
+        if opts.pre_publish_exechook_backoff < 1:
+            raise ConfigError("invalid flag: --pre-publish-exechook-backoff must be at least 1s")
     opts = _move_url_credentials(opts)
     try:
         gitconfig.parse(opts.git_config)
     except ValueError as e:
         raise ConfigError(f"invalid flag: --git-config: {e}") from None
-    if opts.password and opts.password_file:
-        raise ConfigError("invalid flag: only one of $GITSYNC_PASSWORD and --password-file "
-                          "may be specified")
-    if not opts.username and (opts.password or opts.password_file):
-        raise ConfigError("invalid flag: $GITSYNC_PASSWORD and --password-file need --username")
-    if opts.username and not (opts.password or opts.password_file):
-        raise ConfigError("invalid flag: $GITSYNC_PASSWORD or --password-file must be set "
-                          "when --username is specified")
+    if opts.username:
+        if not (opts.password or opts.password_file):
+            raise ConfigError("required flag: $GITSYNC_PASSWORD or --password-file must be "
+                              "specified when --username is specified")
+        if opts.password and opts.password_file:
+            raise ConfigError("invalid flag: only one of $GITSYNC_PASSWORD and --password-file "
+                              "may be specified")
+    elif opts.password:
+        raise ConfigError("invalid flag: $GITSYNC_PASSWORD may only be specified when "
+                          "--username is specified")
+    elif opts.password_file:
+        raise ConfigError("invalid flag: --password-file may only be specified when --username "
+                          "is specified")
+    for cred in opts.credential:
+        if not cred.url:
+            raise ConfigError("invalid flag: --credential URL must be specified")
+        if not cred.username:
+            raise ConfigError("invalid flag: --credential username must be specified")
+        if not (cred.password or cred.password_file):
+            raise ConfigError("invalid flag: --credential password or password-file must be "
+                              "specified")
+        if cred.password and cred.password_file:
+            raise ConfigError("invalid flag: only one of --credential password and password-file "
+                              "may be specified")
+    _check_github_app(opts)
     if not opts.link:
         opts = dataclasses.replace(opts, link=opts.repo.strip("/").rsplit("/", 1)[-1])
     return opts
@@ -497,8 +607,8 @@ def _move_url_credentials(opts: Options) -> Options:
         return opts
     userinfo, _, hostport = parts.netloc.rpartition("@")
     if opts.username:
-        raise ConfigError("invalid flag: --repo may not contain credentials when --username "
-                          "is specified")
+        raise ConfigError("invalid flag: credentials may not be specified in --repo when "
+                          "--username is specified")
     user, has_password, password = userinfo.partition(":")
     return dataclasses.replace(
         opts,
@@ -506,6 +616,38 @@ def _move_url_credentials(opts: Options) -> Options:
         username=unquote(user),
         password=unquote(password) if has_password else opts.password,
     )
+
+
+def _check_github_app(opts: Options) -> None:
+    """Upstream's checks of the GitHub app flags, word for word (the flags are not used here)."""
+    key = opts.github_app_private_key or opts.github_app_private_key_file
+    if opts.github_app_application_id or opts.github_app_client_id:
+        if opts.github_app_application_id and opts.github_app_client_id:
+            raise ConfigError("invalid flag: only one of --github-app-application-id or "
+                              "--github-app-client-id may be specified")
+        if not opts.github_app_installation_id:
+            raise ConfigError("invalid flag: --github-app-installation-id must be specified when "
+                              "--github-app-application-id or --github-app-client-id are specified")
+        if not key:
+            raise ConfigError("invalid flag: $GITSYNC_GITHUB_APP_PRIVATE_KEY or "
+                              "--github-app-private-key-file must be specified when "
+                              "--github-app-application-id or --github-app-client-id are specified")
+        if opts.github_app_private_key and opts.github_app_private_key_file:
+            raise ConfigError("invalid flag: only one of $GITSYNC_GITHUB_APP_PRIVATE_KEY or "
+                              "--github-app-private-key-file may be specified")
+        for given, name in ((opts.username, "--username"), (opts.password, "--password"),
+                            (opts.password_file, "--password-file")):
+            if given:
+                raise ConfigError(f"invalid flag: {name} may not be specified when "
+                                  "--github-app-private-key-file is specified")
+    elif opts.github_app_installation_id:
+        raise ConfigError("invalid flag: --github-app-installation-id may only be specified when "
+                          "--github-app-private-key-file is specified")
+
+
+def github_app_configured(opts: Options) -> bool:
+    return bool((opts.github_app_application_id or opts.github_app_client_id)
+                and opts.github_app_installation_id)
 
 
 def is_ssh_url(url: str) -> bool:

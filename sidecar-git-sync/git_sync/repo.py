@@ -57,10 +57,17 @@ class Repo:
         depth: int,
         credentials: Credentials | None = None,
         gc: str = "auto",
-        on_fetch: Callable[[], None] = lambda: None,
         submodules: str = "recursive",
         stale_timeout: float = 0.0,
+        filter: str = "",
+        sparse_checkout_file: str = "",
+        before_publish: Callable[[str], None] = lambda commit: None,
     ) -> None:
+        """`filter`: a partial clone's object filter (`blob:none`): fetches leave out what
+        it names, and checking a commit out fetches the missing blobs it needs.
+        `sparse_checkout_file`: patterns of what to check out of each commit, read for each
+        new one. `before_publish(hash)` is called once a new commit's worktree is ready,
+        right before the link moves to it."""
         self._git = git
         self.root = root
         self.link = link
@@ -69,9 +76,11 @@ class Repo:
         self._depth = depth
         self._credentials = credentials
         self._gc = gc
-        self._on_fetch = on_fetch
+        self._sparse_checkout_file = sparse_checkout_file
+        self._before_publish = before_publish
         self._submodules = submodules
         self._stale_timeout = stale_timeout
+        self._filter = filter
         self._gitdir = root / ".git"
         self._worktrees = root / WORKTREES
         self.current = ""
@@ -93,6 +102,12 @@ class Repo:
         if not self._gitdir.is_dir():
             self._git("init", "--quiet", "--initial-branch=git-sync", deadline=deadline)
         self._git("config", "remote.origin.url", self._url, deadline=deadline)
+        if self._filter:  # origin is a promisor remote: git fetches missing objects from it
+            self._git("config", "remote.origin.promisor", "true", deadline=deadline)
+            self._git("config", "remote.origin.partialclonefilter", self._filter, deadline=deadline)
+        else:
+            for key in ("remote.origin.promisor", "remote.origin.partialclonefilter"):
+                self._git("config", "--unset-all", key, deadline=deadline, check=False)
         self._worktrees.mkdir(exist_ok=True)
         self.current = self._linked_hash()
 
@@ -103,11 +118,12 @@ class Repo:
         """Fetch --ref and, if its commit is new (or its worktree broken), publish it at the link."""
         remote_env = self._credentials.git_env(self._git.env) if self._credentials else None
         fetch = ["fetch", "--no-tags", "--no-progress", "--no-auto-gc"]
+        if self._filter:
+            fetch.append(f"--filter={self._filter}")
         if self._depth:
             fetch += ["--depth", str(self._depth)]
         elif (self._gitdir / "shallow").exists():
             fetch.append("--unshallow")
-        self._on_fetch()
         try:
             self._git(*fetch, "origin", self._ref, env=remote_env, error=FetchError, deadline=deadline)
         except FetchError as e:
@@ -116,6 +132,7 @@ class Repo:
         if commit == self.current and self._worktree_ok(commit):
             return SyncResult(commit, changed=False)
         self._add_worktree(commit, remote_env, deadline)
+        self._before_publish(commit)
         self._publish(commit)
         self.current = commit
         self._needs_cleanup = True
@@ -206,9 +223,27 @@ class Repo:
         if os.path.lexists(path):
             LOG.info("removing leftover or broken worktree %s", path)
             _remove(path)
-        # --force: the directory may be gone while git still has it registered.
-        self._git("worktree", "add", "--force", "--detach", str(path), commit, deadline=deadline)
+        # --force: the directory may be gone while git still has it registered. In a partial
+        # clone the checkout fetches the blobs it lacks: it talks to the remote.
+        checkout_env = remote_env if self._filter else None
+        checkout_error = FetchError if self._filter else GitError
+        sparse = ["--no-checkout"] if self._sparse_checkout_file else []
+        self._git("worktree", "add", "--force", "--detach", *sparse, str(path), commit,
+                  env=checkout_env, error=checkout_error, deadline=deadline)
         _relativise_gitdir(path)
+        if self._sparse_checkout_file:
+            # As upstream: the patterns go into the worktree's own sparse-checkout file,
+            # `git sparse-checkout init` turns them on, and the checkout follows them.
+            info = self._gitdir / "worktrees" / commit / "info"
+            try:
+                info.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self._sparse_checkout_file, info / "sparse-checkout")
+            except OSError as e:
+                raise SyncError(f"can't use --sparse-checkout-file {self._sparse_checkout_file}: "
+                                f"{e.strerror}") from None
+            self._git("-C", str(path), "sparse-checkout", "init", "--no-cone", deadline=deadline)
+            self._git("-C", str(path), "reset", "--hard", "--quiet", commit,
+                      env=checkout_env, error=checkout_error, deadline=deadline)
         if self._submodules != "off" and (path / ".gitmodules").exists():
             update = ["-C", str(path), "submodule", "update", "--init"]
             if self._submodules == "recursive":

@@ -1,4 +1,5 @@
-"""The HTTP endpoint: readiness at `/`, Prometheus at `/metrics`, `POST /sync`.
+"""The HTTP endpoint: readiness at `/`, Prometheus at `/metrics`, `POST /sync`, and with
+--http-pprof the debug endpoints under `/debug/pprof/`.
 
 A small HTTP/1.1 server on `socketserver` rather than `http.server`, whose
 imports (`http.client`, `email`, `html`, `mimetypes`) would be a good part of
@@ -36,6 +37,7 @@ class _Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     syncer: Syncer
     metrics: Metrics | None
+    pprof: bool = False
 
 
 class _Server6(_Server):
@@ -106,13 +108,18 @@ class _Handler(socketserver.StreamRequestHandler):
                 self._send_json(e.http_status, {"error": str(e)}, keep_alive)
             else:
                 self._send_json(200, {"hash": result.hash, "changed": result.changed}, keep_alive)
+        elif self.server.pprof and (path == "/debug/pprof" or path.startswith("/debug/pprof/")):
+            from git_sync import pprof  # traceback and its imports: only for those who ask
+
+            status, body = pprof.answer(path)
+            self._send(status, body, keep_alive, head=head)
         elif path == "/metrics" and self.server.metrics is not None:
             body, content_type = self.server.metrics.exposition(headers.get("accept", ""))
             self._send(200, body, keep_alive, content_type, head=head)
         else:
             # As upstream's catch-all "/" route: every other path is the readiness probe.
-            ready = self.server.syncer.ready
-            self._send(200 if ready else 503, b"ok\n" if ready else b"repo is not ready\n",
+            ready = self.server.syncer.ready  # as upstream: 200 with no body, or Go's http.Error
+            self._send(200 if ready else 503, b"" if ready else b"repo is not ready\n",
                        keep_alive, head=head)
 
     def _send_json(self, status: int, body: dict[str, Any], keep_alive: bool) -> None:
@@ -145,11 +152,14 @@ def parse_bind(bind: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def serve(bind: str, syncer: Syncer, metrics: Metrics | None) -> socketserver.BaseServer:
+def serve(
+    bind: str, syncer: Syncer, metrics: Metrics | None, debug: bool = False
+) -> socketserver.BaseServer:
     """Start serving on `bind` in a daemon thread; raises OSError if it can't bind."""
     host, port = parse_bind(bind)
     server = (_Server6 if ":" in host else _Server)((host, port), _Handler)
     server.syncer = syncer
     server.metrics = metrics
+    server.pprof = debug  # --http-pprof
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server

@@ -46,8 +46,12 @@ class Syncer:
         init_period: float = 0.0,
         init_max_failures: int = 0,
         hooks: Sequence[HookRunner] = (),
+        pre_publish: Sequence[HookRunner] = (),
         touch_file: Path | None = None,
     ) -> None:
+        """`hooks` are sent each commit once it is published; `pre_publish` runners are sent
+        commits by the repo, before it publishes them — both are stopped and, with
+        --one-time, waited for here."""
         self._repo = repo
         self._metrics = metrics
         self._ref = ref
@@ -58,6 +62,7 @@ class Syncer:
         self._init_max_failures = init_max_failures
         self._one_time = one_time
         self._hooks = list(hooks)
+        self._runners = [*pre_publish, *hooks]
         self._touch_file = touch_file
         self._cond = threading.Condition()
         self._requested = False
@@ -92,7 +97,7 @@ class Syncer:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        for hook in self._hooks:
+        for hook in self._runners:
             hook.stop()
 
     def run(self) -> int:
@@ -157,6 +162,7 @@ class Syncer:
         status = "success" if result.changed or first else "noop"
         if status == "success":
             LOG.info("synced %s -> %s", self._ref, result.hash)
+            self._metrics.fetched()  # upstream counts the fetches that updated, not every one
             self._touch()
             for hook in self._hooks:
                 hook.send(result.hash)
@@ -166,7 +172,7 @@ class Syncer:
         return result
 
     def _finish_one_time(self) -> int:
-        failed = [hook.hook.name for hook in self._hooks if not hook.wait_first()]
+        failed = [hook.hook.name for hook in self._runners if not hook.wait_first()]
         if failed:
             LOG.error("exiting after one sync: %s failed", " and ".join(failed))
             return 1
