@@ -45,10 +45,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edits", type=int, default=20)
     parser.add_argument("--backend", choices=("local", "docker"), default="local")
+    parser.add_argument("--sync-trigger", choices=("auto", "http", "signal"), default="auto",
+                        help="how pushes reach git-sync (PAAS_SYNC_TRIGGER): signal, as with upstream's")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="paas-bench-") as tmp:
         base = Path(tmp)
-        cp = ControlPlane(base / "data", base / "cli-config", backend=args.backend).start()
+        cp = ControlPlane(base / "data", base / "cli-config", backend=args.backend)
+        cp.env = cp.env | {"PAAS_SYNC_TRIGGER": args.sync_trigger}
+        cp.start()
         try:
             repo = sample_repo(APP, base / APP)
             url = cp.create((SAMPLES / APP / "paas.yaml").read_text())["url"]
@@ -83,7 +87,7 @@ def main() -> None:
                 remove_cache_volume(cp.data_dir)
     totals = [push + after for push, after in zip(pushes, latencies, strict=True)]
     p50, p95 = statistics.median(totals), percentile(totals, 0.95)
-    print(f"backend: {args.backend}; edits: {len(latencies)}")
+    print(f"backend: {args.backend}; sync trigger: {args.sync_trigger}; edits: {len(latencies)}")
     print(f"git push duration (returns once live): p50 {statistics.median(pushes):.3f} s  "
           f"p95 {percentile(pushes, 0.95):.3f} s")
     print(f"push returned -> new text served: p50 {statistics.median(latencies):.3f} s  max {max(latencies):.3f} s")

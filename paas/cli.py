@@ -8,16 +8,19 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import click
 
 from paas import lock
-from paas.client import DEFAULT_URL, Client, read_config, write_config
+from paas.cliconfig import DEFAULT_URL, read_config, write_config
 from paas.errors import PaasError
 from paas.names import check_app_name
 from paas.settings import BACKENDS, Settings
+
+if TYPE_CHECKING:
+    from paas.client import Client
 
 EXIT_ERROR, EXIT_USAGE = 1, 2
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -77,6 +80,8 @@ class Context:
 
     @property
     def client(self) -> Client:
+        from paas.client import Client  # requests: only for the commands that talk to the API
+
         return Client(self.url, self.token)
 
     def emit(self, data: Any, text: str) -> None:
@@ -161,12 +166,31 @@ def help_command(ctx: click.Context, command: tuple[str, ...]) -> None:
 @click.option(
     "--apps-host", envvar="PAAS_APPS_HOST", help="Address app ports listen on [default: the --host address]."
 )
-def up(host: str | None, port: int, backend: str, data_dir: Path | None, apps_host: str | None) -> None:
+@click.option(
+    "--default-sidecars",
+    envvar="PAAS_DEFAULT_SIDECARS",
+    help="Sidecars added to every app's pod, comma-separated (e.g. topz); an app may decline one.",
+)
+def up(
+    host: str | None,
+    port: int,
+    backend: str,
+    data_dir: Path | None,
+    apps_host: str | None,
+    default_sidecars: str | None,
+) -> None:
     """Run the control plane (API, git server, console) in the foreground."""
     from paas.server.serve import ControlPlaneServer
 
     settings = Settings.load(
-        {"host": host, "port": port, "backend": backend, "data_dir": data_dir, "apps_host": apps_host}
+        {
+            "host": host,
+            "port": port,
+            "backend": backend,
+            "data_dir": data_dir,
+            "apps_host": apps_host,
+            "default_sidecars": default_sidecars,
+        }
     )
     # First of all: a data directory a running control plane holds is left alone.
     lock.acquire(settings.data_dir, settings.url)
@@ -268,6 +292,8 @@ def _status_lines(app: dict) -> list[str]:
         lines += [f"  {line}" for line in str(failure.get("reason") or "").splitlines()]
     if app.get("sync_error"):
         lines.append(f"git-sync:  {app['sync_error']}")
+    sidecars = [f"{s['name']}{' (platform)' if s['from_platform'] else ''}" for s in app.get("sidecars", [])]
+    lines.append(f"sidecars:  {', '.join(sidecars) if sidecars else '-'}")
     lines.append("containers:")
     for c in app["containers"]:
         exited = f" (last exit code {c['exit_code']})" if c.get("exit_code") is not None and c["restarts"] else ""
@@ -303,6 +329,30 @@ def logs(ctx: Context, name: str, follow: bool, tail: int) -> None:
             click.echo(line)
     except KeyboardInterrupt:
         pass
+
+
+@cli.command()
+@click.argument("name")
+@global_options
+@pass_ctx
+def ps(ctx: Context, name: str) -> None:
+    """List the processes of an app's pod, by container (read through its topz sidecar)."""
+    found = ctx.client.processes(check_app_name(name))
+    rows = [("PID", "PPID", "CONTAINER", "USER", "CPU%", "MEM%", "RSS", "COMMAND")] + [
+        (str(p["pid"]), str(p["ppid"]), p["container"], p["user"], f"{p['cpu_percent']:.1f}",
+         f"{p['memory_percent']:.1f}", _size(p["rss"]), p["command"][:120])
+        for p in found
+    ]
+    ctx.emit(found, _table(rows))
+
+
+def _size(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "K", "M"):
+        if size < 1024:
+            return f"{size:.0f}B" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    return f"{size:.1f}G"
 
 
 @cli.command()

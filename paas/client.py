@@ -2,41 +2,11 @@
 
 from __future__ import annotations
 
-import configparser
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import requests
 
 from paas.errors import PaasError
-
-DEFAULT_URL = "http://127.0.0.1:8000"
-
-
-def config_path() -> Path:
-    """Where ``paas up`` leaves the URL and token for the other commands."""
-    if os.environ.get("PAAS_CONFIG"):
-        return Path(os.environ["PAAS_CONFIG"])
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "paas" / "config"
-
-
-def read_config() -> dict[str, str]:
-    parser = configparser.ConfigParser()
-    parser.read(config_path())
-    return dict(parser["paas"]) if parser.has_section("paas") else {}
-
-
-def write_config(url: str, token: str) -> Path:
-    path = config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    parser = configparser.ConfigParser()
-    parser["paas"] = {"url": url, "token": token}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        parser.write(f)
-    return path
 
 
 class ApiError(PaasError):
@@ -88,6 +58,9 @@ class Client:
     def rollback(self, name: str, revision: str | None = None) -> dict:
         body = {} if revision is None else {"revision": revision}
         return self.request("POST", f"/apps/{name}/rollback", json=body).json()
+
+    def processes(self, name: str) -> list[dict]:
+        return self.request("GET", f"/apps/{name}/processes").json()["processes"]
 
     def logs(self, name: str, follow: bool = False, tail: int = 200) -> Iterator[str]:
         params = {"follow": int(follow), "tail": tail}

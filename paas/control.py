@@ -7,16 +7,18 @@ import secrets
 import socket
 from collections.abc import Iterator
 
+from paas import jsonhttp, remote
 from paas import manifest as manifest_mod
-from paas import remote
+from paas.appspec import Platform
 from paas.backends.base import Backend
 from paas.deploys import Deploys
-from paas.errors import PaasError, PortInUse
+from paas.errors import BackendUnavailable, Conflict, PaasError, PortInUse
 from paas.manifest import Manifest
 from paas.names import check_app_name
 from paas.reconciler import Reconciler
 from paas.repos import Repos
 from paas.settings import Settings
+from paas.sidecars import TOPZ
 from paas.status import describe
 from paas.store import App, Release, Store
 
@@ -30,15 +32,21 @@ class ControlPlane:
         self.store = Store(settings.data_dir / "paas.sqlite3")
         self.repos = Repos(settings.data_dir / "repos")
         self.backend = backend
+        self.platform = Platform(
+            control_plane_url=settings.pod_url,
+            default_sidecars=settings.sidecars,
+            git_sync_image=settings.git_sync_image,
+            git_sync_command=settings.git_sync_command,
+        )
         self.reconciler = Reconciler(
             self.store,
             backend,
-            settings.pod_url,
+            self.platform,
             settings.reconcile_interval,
             on_failed=self._release_failed,
             verify=_vouched,
         )
-        self.deploys = Deploys(self.store, self.repos, backend, self.reconciler)
+        self.deploys = Deploys(self.store, self.repos, backend, self.reconciler, settings.sync_trigger)
 
     def start(self) -> None:
         apps = self.store.list_apps()
@@ -102,6 +110,30 @@ class ControlPlane:
 
     def logs(self, name: str, follow: bool = False, tail: int = 200) -> Iterator[str]:
         return self.backend.logs(self.app(name).name, follow=follow, tail=tail)
+
+    def processes(self, name: str) -> list[dict]:
+        """What runs in the app's pod, as its topz sidecar sees the pod's PID namespace; each
+        process names its container (topz gives a container id where it can't)."""
+        app = self.app(name)
+        url = self.backend.endpoint(app.name, TOPZ, "http")
+        if url is None:
+            raise Conflict(
+                f"{app.name} has no running topz sidecar to list its processes: add `sidecars: [topz]` "
+                "to its manifest, or make it a platform default (PAAS_DEFAULT_SIDECARS=topz)"
+            )
+        try:
+            status, answer = jsonhttp.call("GET", f"{url}/topz", 10, {"format": "json"})
+            found = answer["processes"] if status == 200 else None
+        except (jsonhttp.Unreachable, KeyError, TypeError):
+            found = None
+        if not isinstance(found, list):
+            raise BackendUnavailable(f"the topz sidecar of {app.name} did not answer; try again")
+        pod = self.reconciler.pods().get(app.name)
+        ids = [(c.id, c.name) for c in pod.containers if c.id] if pod else []
+        for process in found:
+            container = str(process.get("container") or "")
+            process["container"] = next((n for i, n in ids if container and container.startswith(i)), container)
+        return found
 
     # deploys
 

@@ -10,18 +10,20 @@ replacement — never revives a release that did not serve.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import requests
-
+from paas import jsonhttp
 from paas import store as st
 from paas.backends.base import Backend
 from paas.errors import InvalidInput, RevisionNotFound
+from paas.podspec import GIT_SYNC, SYNC_SIGNAL
 from paas.reconciler import Reconciler
 from paas.repos import Repos
+from paas.runtime_status import RuntimeStatus
 from paas.store import App, Release, Store
 
 log = logging.getLogger("paas.deploys")
@@ -43,8 +45,11 @@ class Outcome:
 
 
 class Deploys:
-    def __init__(self, store: Store, repos: Repos, backend: Backend, reconciler: Reconciler) -> None:
+    def __init__(
+        self, store: Store, repos: Repos, backend: Backend, reconciler: Reconciler, trigger: str = "auto"
+    ) -> None:
         self.store, self.repos, self.backend, self.reconciler = store, repos, backend, reconciler
+        self.trigger = trigger  # PAAS_SYNC_TRIGGER: auto, http or signal
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
 
@@ -79,9 +84,9 @@ class Deploys:
             while True:
                 current = self.store.release(app, release.number)
                 pod = self.reconciler.pods().get(app)
-                steps = [s for s in (pod.runtime.get("steps") or []) if s.get("revision") == release.revision] if pod else []
+                steps = [s for s in pod.runtime.steps if s.revision == release.revision] if pod else []
                 for step in steps[told:]:
-                    say(str(step.get("text", "")))
+                    say(step.text)
                 told = max(told, len(steps))
                 if current.status == st.PENDING and (error := self.reconciler.error(app)):
                     # The pod can't even run: this release never will either.
@@ -102,25 +107,40 @@ class Deploys:
             self.repos.deploy(app.name, serving.revision if serving else None)
 
     def sync_now(self, name: str) -> None:
-        """Tell the pod's git-sync to sync at once; its poll catches up if it can't be reached."""
-        url = self.backend.sync_url(name)
+        """Tell the pod's git-sync to sync at once: `POST /sync` (ours answers with the new
+        revision); else — upstream's git-sync has no such route, or PAAS_SYNC_TRIGGER=signal —
+        its --sync-on-signal signal, delivered by the backend. Its poll catches up if neither
+        reaches it."""
+        if self.trigger != "signal" and (self._post_sync(name) or self.trigger == "http"):
+            self.reconciler.kick()
+            return
+        if not self.backend.signal(name, GIT_SYNC, getattr(signal, SYNC_SIGNAL)):
+            self.store.add_event(name, "sync", "git-sync is not running; it will sync when it starts")
+        self.reconciler.kick()
+
+    def _post_sync(self, name: str) -> bool:
+        """`POST /sync`; whether a git-sync that has it answered (successfully or not)."""
+        url = self.backend.endpoint(name, GIT_SYNC, "http")
         deadline = time.monotonic() + SYNC_STARTING
         while url is not None:
             try:
-                response = requests.post(f"{url}/sync", timeout=SYNC_TIMEOUT)
-                if response.status_code >= 400:
-                    self.store.add_event(name, "sync", f"git-sync could not sync: {_error_text(response)}")
-                break
-            except requests.ConnectionError:
-                if time.monotonic() < deadline:  # a pod just made: its git-sync is starting
+                status, body = jsonhttp.call("POST", f"{url}/sync", SYNC_TIMEOUT)
+            except jsonhttp.Unreachable as e:
+                if e.refused and time.monotonic() < deadline:  # a pod just made: its git-sync is starting
                     time.sleep(0.1)
                     continue
-                self.store.add_event(name, "sync", "git-sync not reachable; it will poll")
-                break
-            except requests.RequestException as e:
-                self.store.add_event(name, "sync", f"git-sync not reachable ({type(e).__name__}); it will poll")
-                break
-        self.reconciler.kick()
+                if not e.refused:
+                    self.store.add_event(name, "sync", f"git-sync did not answer POST /sync ({e})")
+                    return True
+                return False
+            body = body if isinstance(body, dict) else {}
+            if status == 200 and "hash" in body:
+                return True
+            if status >= 400 and "error" in body:
+                self.store.add_event(name, "sync", f"git-sync could not sync: {body['error']}")
+                return True
+            return False  # no POST /sync here (upstream answers any path as its readiness probe)
+        return False
 
     # rollbacks
 
@@ -165,10 +185,10 @@ class Deploys:
         for app in apps:
             if not app.manifest.hosted:
                 continue
-            runtime = pods[app.name].runtime if app.name in pods else {}
-            alive = {runtime.get("serving")}
-            if runtime.get("status") in ("building", "starting"):
-                alive.add(runtime.get("target"))
+            runtime = pods[app.name].runtime if app.name in pods else RuntimeStatus()
+            alive = {runtime.serving}
+            if runtime.status in ("building", "starting"):
+                alive.add(runtime.target)
             keep: str | None = None
             for r in self.store.releases(app.name):
                 if r.status != st.PENDING:
@@ -230,8 +250,3 @@ def _label(releases: list[Release], release: Release) -> str:
     return f"v{original.number} ({release.revision[:12]})"
 
 
-def _error_text(response: requests.Response) -> str:
-    try:
-        return str(response.json().get("error"))
-    except ValueError:
-        return f"HTTP {response.status_code}"

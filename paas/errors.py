@@ -49,5 +49,11 @@ class PortInUse(PaasError):
     status = 409
 
 
+class Conflict(PaasError):
+    """The app's current state doesn't allow what was asked (the message says how to)."""
+
+    status = 409
+
+
 class BackendUnavailable(PaasError):
     status = 503

@@ -19,15 +19,14 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from paas import sidecars
 from paas.errors import InvalidManifest
 from paas.names import APP_NAME_RULE, is_app_name
 
 MAX_MANIFEST_BYTES = 64 * 1024
 RUNTIMES = ("python", "node", "static")
-# Sidecars a manifest may ask for beyond the defaults (git-sync, runtime). None ships yet;
-# the names of the design card are rejected with a clear message rather than ignored.
-OPTIONAL_SIDECARS: tuple[str, ...] = ()
-PLANNED_SIDECARS = ("https", "config", "topz")
+# The design card's sidecars not shipped yet: rejected with a clear message, not ignored.
+PLANNED_SIDECARS = ("https", "config")
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED_ENV = re.compile(r"^(PORT|PAAS_.*|GITSYNC_.*)$")
@@ -175,6 +174,7 @@ class Manifest(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     healthcheck: Healthcheck = Field(default_factory=Healthcheck)
     sidecars: list[str] = Field(default_factory=list)
+    decline_sidecars: list[str] = Field(default_factory=list)
     resources: Resources | None = None
 
     @field_validator("name")
@@ -201,14 +201,13 @@ class Manifest(BaseModel):
             raise ValueError("; ".join(problems))
         return {k: _env_str(v) for k, v in value.items()}
 
-    @field_validator("sidecars")
+    @field_validator("sidecars", "decline_sidecars")
     @classmethod
     def _sidecars(cls, value: list[str]) -> list[str]:
         for name in value:
-            if name not in OPTIONAL_SIDECARS:
-                known = ", ".join(OPTIONAL_SIDECARS) or "none yet"
+            if name not in sidecars.REGISTRY:
                 planned = " (planned, not yet available)" if name in PLANNED_SIDECARS else ""
-                raise ValueError(f"unknown sidecar {name!r}{planned}; available: {known}")
+                raise ValueError(f"unknown sidecar {name!r}{planned}; available: {sidecars.available()}")
         if len(set(value)) != len(value):
             raise ValueError("lists a sidecar twice")
         return value

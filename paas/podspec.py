@@ -1,163 +1,144 @@
-"""The pod spec: what to run for an app, backend-neutral.
+"""The pod of an app: its app spec rendered in the pod model (`paas.podmodel`).
 
-Built from a stored app (its validated manifest); backends realise it and never read the
-manifest. Paths in the env are inside the pod's shared volume, mounted at ``WORKSPACE``,
-or in its secret files, mounted read-only at ``SECRETS_DIR`` in the containers that ask;
-a backend without mounts (local) maps those prefixes onto directories of its own.
+Every pod has a sync container (git-sync, or any git-sync given by `PAAS_GIT_SYNC_IMAGE` /
+`PAAS_GIT_SYNC_COMMAND`: it is passed only flags and `GITSYNC_*` variables that
+kubernetes/git-sync v4 understands) and the runtime; then the sidecars the app asked for
+and those the platform adds, each from its declaration in `paas.sidecars`.
 
-Ports are declared, not written into the env: a container names the variable through
-which it is told the ``HOST:PORT`` to bind (``bind_env``), and each backend fills it in
-as it realises the port — in a pod of its own network namespace every port is bound on
-all addresses at its number; on a shared host network (the local backend) a published
-port is bound on the address apps listen on and an internal one is remapped to a free
-loopback port.
+Paths are inside the pod: the shared volume is mounted at ``WORKSPACE``, secret files at
+``SECRETS_DIR`` in the containers that need them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, field
-
 from paas import __version__
-from paas.repos import DEPLOY_REF
-from paas.store import App
+from paas.appspec import AppSpec, Platform
+from paas.errors import InvalidInput
+from paas.podmodel import (
+    APP,
+    SECRET,
+    SHARED,
+    SIDECAR,
+    SYNC,
+    Container,
+    Mount,
+    PodSpec,
+    Port,
+    Readiness,
+    Resources,
+    Status,
+    Volume,
+)
+from paas.sidecars import REGISTRY, available
 
 WORKSPACE = "/workspace"
+CACHE = f"{WORKSPACE}/cache"
 SECRETS_DIR = "/etc/paas/secrets"
-SYNC_PORT = 8079  # git-sync's HTTP port inside the pod
 LINK = f"{WORKSPACE}/git/current"
 SYNC_ERROR_FILE = f"{WORKSPACE}/git/.sync-error"
-STATE_FILE = f"{WORKSPACE}/runtime.json"
+SYNC_PORT = 8079  # git-sync's HTTP port inside the pod
+STATUS_PORT = 8078  # the runtime supervisor's status endpoint inside the pod
 GIT_SYNC, RUNTIME = "git-sync", "runtime"
-# Roles: what a container is to the pod (backends treat every container alike; the
-# control plane asks for the sync container's port and the runtime's state by role).
-SYNC, APP, SIDECAR = "sync", "runtime", "sidecar"
 PASSWORD_FILE = "git-password"
-# A hosted repo is synced at once on every push; the poll is only a safety net.
-HOSTED_POLL_SECONDS = 30
+# git-sync syncs at once on this signal: how a push reaches a git-sync without POST /sync.
+SYNC_SIGNAL = "SIGHUP"
 
 
-@dataclass(frozen=True)
-class Port:
-    name: str
-    number: int  # the port inside the pod's network namespace
-    publish: bool = False  # reachable from outside the pod, at the same number
-    bind_env: str | None = None  # the variable that tells the container HOST:PORT to bind
+def build(app: AppSpec, platform: Platform) -> PodSpec:
+    """The pod for ``app``; raises InvalidInput for a sidecar no declaration names."""
+    workspace = Mount("workspace", WORKSPACE)
+    volumes = [Volume("workspace"), Volume("cache", SHARED)]
+    sync_mounts = [workspace]
+    if app.source.password:
+        volumes.append(Volume("secrets", SECRET, {PASSWORD_FILE: app.source.password}))
+        sync_mounts.append(Mount("secrets", SECRETS_DIR, read_only=True))
+    containers = [_sync(app, platform, tuple(sync_mounts)), _runtime(app, workspace)]
+    share_pid = False
+    for sidecar in app.sidecars:
+        kind = REGISTRY.get(sidecar.name)
+        if kind is None:
+            raise InvalidInput(f"unknown sidecar {sidecar.name!r}; available: {available()}")
+        share_pid = share_pid or kind.share_pid
+        containers.append(
+            Container(
+                kind.name,
+                SIDECAR,
+                kind.image,
+                kind.command,
+                dict(kind.env),
+                ports=kind.ports,
+                mounts=kind.mounts,
+                readiness=kind.readiness,
+                platform=sidecar.from_platform,
+            )
+        )
+    return PodSpec(
+        app=app.name,
+        containers=tuple(containers),
+        volumes=tuple(volumes),
+        share_pid=share_pid,
+        labels={"paas.app": app.name},
+    )
 
 
-@dataclass(frozen=True)
-class Resources:
-    memory: str | None = None  # docker's syntax: 256m, 1g
-    cpus: float | None = None
-
-
-@dataclass(frozen=True)
-class Container:
-    name: str
-    role: str
-    image: str
-    command: tuple[str, ...]  # the image's entrypoint; also a console script of this package
-    env: dict[str, str]
-    ports: tuple[Port, ...] = ()
-    secrets: bool = False  # mounts the pod's secret files (read-only) at SECRETS_DIR
-    resources: Resources | None = None  # limits, where a backend can
-    # What the container reports as JSON files: name -> path; a backend reads them into
-    # PodStatus.reports (the runtime's state, git-sync's last error).
-    reports: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PodSpec:
-    app: str
-    containers: tuple[Container, ...]
-    labels: dict[str, str] = field(default_factory=dict)
-    # File name -> content: credentials handed to containers as files, never as env.
-    secrets: dict[str, str] = field(default_factory=dict, repr=False)
-
-    @property
-    def digest(self) -> str:
-        """Changes whenever anything a backend realises changes, so a pod can be compared."""
-        body = json.dumps(asdict(self), sort_keys=True).encode()
-        return hashlib.sha256(body).hexdigest()[:16]
-
-    def role(self, role: str) -> Container | None:
-        return next((c for c in self.containers if c.role == role), None)
-
-    @property
-    def published(self) -> list[Port]:
-        return [p for c in self.containers for p in c.ports if p.publish]
-
-
-def build(app: App, control_plane_url: str) -> PodSpec:
-    """The pod for ``app``; ``control_plane_url`` is how the pod reaches the git server."""
-    m = app.manifest
-    sync_env = {
+def _sync(app: AppSpec, platform: Platform, mounts: tuple[Mount, ...]) -> Container:
+    env = {
+        "GITSYNC_REPO": app.source.repo,
+        "GITSYNC_REF": app.source.ref,
+        "GITSYNC_PERIOD": f"{app.source.period:g}s",
         "GITSYNC_ROOT": f"{WORKSPACE}/git",
         "GITSYNC_LINK": "current",
-        "GITSYNC_REF": m.source.ref,
         "GITSYNC_DEPTH": "1",
         "GITSYNC_MAX_FAILURES": "-1",
         "GITSYNC_ERROR_FILE": SYNC_ERROR_FILE,
+        "GITSYNC_SYNC_ON_SIGNAL": SYNC_SIGNAL,
         # Upstream's default is a full gc after every change; between quick pushes `auto` is enough.
         "GITSYNC_GIT_GC": "auto",
         # The runtime drains the old version from its worktree after a switch: keep it a while.
         "GITSYNC_STALE_WORKTREE_TIMEOUT": "60s",
     }
-    secrets: dict[str, str] = {}
-    if m.hosted:
-        sync_env |= {
-            "GITSYNC_REF": DEPLOY_REF,
-            "GITSYNC_REPO": f"{control_plane_url.rstrip('/')}/git/{app.name}.git",
-            "GITSYNC_PERIOD": f"{HOSTED_POLL_SECONDS}s",
-            "GITSYNC_USERNAME": "paas",
-        }
-        secrets[PASSWORD_FILE] = app.deploy_token
-    else:
-        sync_env |= {"GITSYNC_REPO": m.source.clone_url or "", "GITSYNC_PERIOD": f"{m.source.period:g}s"}
-        if m.source.username:
-            sync_env["GITSYNC_USERNAME"] = m.source.username
-        if app.git_password:
-            secrets[PASSWORD_FILE] = app.git_password
-    if secrets:
-        sync_env["GITSYNC_PASSWORD_FILE"] = f"{SECRETS_DIR}/{PASSWORD_FILE}"
-    runtime_env = dict(m.env) | {
+    if app.source.username:
+        env["GITSYNC_USERNAME"] = app.source.username
+    if app.source.password:
+        env["GITSYNC_PASSWORD_FILE"] = f"{SECRETS_DIR}/{PASSWORD_FILE}"
+    return Container(
+        GIT_SYNC,
+        SYNC,
+        platform.git_sync_image or f"paas-git-sync:{__version__}",
+        (platform.git_sync_command,),
+        env,
+        ports=(Port("http", SYNC_PORT, bind_env="GITSYNC_HTTP_BIND"),),
+        mounts=mounts,
+        readiness=Readiness("http", "/"),
+        reports={"sync_error": SYNC_ERROR_FILE},
+    )
+
+
+def _runtime(app: AppSpec, workspace: Mount) -> Container:
+    env = dict(app.env) | {
         "PORT": str(app.port),
         "PAAS_APP_DIR": LINK,
-        "PAAS_RUN": m.run or "",
-        "PAAS_RUNTIME": m.runtime or "",
-        "PAAS_HEALTHCHECK": m.healthcheck.path,
-        "PAAS_HEALTH_TIMEOUT": str(m.healthcheck.timeout),
-        "PAAS_CACHE_DIR": f"{WORKSPACE}/cache",
-        "PAAS_STATE_FILE": STATE_FILE,
+        "PAAS_RUN": app.run or "",
+        "PAAS_RUNTIME": app.runtime or "",
+        "PAAS_HEALTHCHECK": app.healthcheck_path,
+        "PAAS_HEALTH_TIMEOUT": str(app.healthcheck_timeout),
+        "PAAS_CACHE_DIR": CACHE,
     }
     # The node image is a superset (python, node, static): it serves apps whose runtime is detected.
-    runtime = m.runtime or "node"
-    resources = Resources(m.resources.memory, m.resources.cpus) if m.resources else None
-    return PodSpec(
-        app=app.name,
-        containers=(
-            Container(
-                GIT_SYNC,
-                SYNC,
-                f"paas-git-sync:{__version__}",
-                ("git-sync",),
-                sync_env,
-                ports=(Port("http", SYNC_PORT, bind_env="GITSYNC_HTTP_BIND"),),
-                secrets=bool(secrets),
-                reports={"sync_error": SYNC_ERROR_FILE},
-            ),
-            Container(
-                RUNTIME,
-                APP,
-                f"paas-runtime-{runtime}:{__version__}",
-                ("paas-runtime",),
-                runtime_env,
-                ports=(Port("http", app.port, publish=True, bind_env="PAAS_BIND"),),
-                resources=resources,
-                reports={"runtime": STATE_FILE},
-            ),
+    image = f"paas-runtime-{app.runtime or 'node'}:{__version__}"
+    resources = Resources(app.memory, app.cpus) if app.memory or app.cpus else None
+    return Container(
+        RUNTIME,
+        APP,
+        image,
+        ("paas-runtime",),
+        env,
+        ports=(
+            Port("http", app.port, publish=True, bind_env="PAAS_BIND"),
+            Port("status", STATUS_PORT, bind_env="PAAS_STATUS_BIND"),
         ),
-        labels={"paas.app": app.name},
-        secrets=secrets,
+        mounts=(workspace, Mount("cache", CACHE)),
+        resources=resources,
+        readiness=Readiness("http", app.healthcheck_path),
+        status=Status("status", "/status"),
     )

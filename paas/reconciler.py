@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from paas import podspec, store
+from paas import appspec, podspec, store
+from paas.appspec import Platform
 from paas.backends.base import Backend, PodStatus
 from paas.errors import PaasError
 from paas.store import App, Release, Store
@@ -35,7 +36,7 @@ class Reconciler:
         self,
         store: Store,
         backend: Backend,
-        control_plane_url: str,
+        platform: Platform,
         interval: float = 1.0,
         on_failed: Callable[[App, Release], None] | None = None,
         verify: Callable[[App, str], bool] | None = None,
@@ -43,7 +44,7 @@ class Reconciler:
         """``on_failed`` is told of each release that failed; ``verify(app, revision)`` says
         whether a revision a remote-source app's pod serves is really its repository's."""
         self.store, self.backend = store, backend
-        self.control_plane_url = control_plane_url
+        self.platform = platform
         self.interval = interval
         self.on_failed = on_failed
         self.verify = verify
@@ -132,7 +133,7 @@ class Reconciler:
             self.passes += 1
 
     def _reconcile_app(self, app: App, pod: PodStatus | None) -> None:
-        spec = podspec.build(app, self.control_plane_url)
+        spec = podspec.build(appspec.resolve(app, self.platform), self.platform)
         if pod is None or not pod.matches(spec):
             done = self.backend.apply(spec)
             if done:
@@ -160,16 +161,16 @@ class Reconciler:
                 self._restarts[(name, c.name)] = c.restarts
                 self.store.set_restarts(name, c.name, c.restarts)
         releases = self.store.releases(name)
-        serving = pod.runtime.get("serving")
+        serving = pod.runtime.serving
         if serving:
             current = self._known(app, releases, serving)
             if current is not None:
                 self._serves(name, releases, current)
-        failed = pod.runtime.get("failed") or {}
-        if failed.get("revision") and failed["revision"] != serving:
-            release = next((r for r in releases if r.revision == failed["revision"]), None)
+        failed = pod.runtime.failed
+        if failed is not None and failed.revision and failed.revision != serving:
+            release = next((r for r in releases if r.revision == failed.revision), None)
             if release is not None and release.status == store.PENDING:
-                reason = str(failed.get("reason") or "the new revision failed")[-8000:]
+                reason = (failed.reason or "the new revision failed")[-8000:]
                 self.store.set_release_status(name, release.number, store.FAILED, reason)
                 self.store.add_event(name, "deploy", f"release v{release.number} failed; see `paas status {name}`")
                 self._cancel_older(name, releases, release.number)

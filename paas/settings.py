@@ -12,7 +12,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from paas import sidecars
+from paas.errors import InvalidInput
+
 BACKENDS = ("local", "docker")
+SYNC_TRIGGERS = ("auto", "http", "signal")
 
 
 def default_data_dir() -> Path:
@@ -32,6 +36,14 @@ class Settings:
     # How pods reach the control plane's git server; derived from host/port when empty.
     internal_url: str = ""
     reconcile_interval: float = 1.0
+    # Sidecars added to every app's pod (comma-separated names); an app may decline one.
+    default_sidecars: str = ""
+    # The git-sync pods run: an image (docker) and a command (local) — ours, or upstream's.
+    git_sync_image: str = ""
+    git_sync_command: str = "git-sync"
+    # How a push reaches a pod's git-sync: `http` (POST /sync), `signal` (SIGHUP through the
+    # backend, what upstream's git-sync understands) or `auto` (POST /sync, else the signal).
+    sync_trigger: str = "auto"
 
     @classmethod
     def load(cls, overrides: dict[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -47,8 +59,23 @@ class Settings:
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
         settings = cls(**_coerce(values))
         if settings.backend not in BACKENDS:
-            raise ValueError(f"unknown backend {settings.backend!r}: use one of {', '.join(BACKENDS)}")
+            raise InvalidSetting(f"unknown backend {settings.backend!r}: use one of {', '.join(BACKENDS)}")
+        if settings.sync_trigger not in SYNC_TRIGGERS:
+            raise InvalidSetting(
+                f"PAAS_SYNC_TRIGGER: use one of {', '.join(SYNC_TRIGGERS)}, not {settings.sync_trigger!r}"
+            )
+        unknown = [name for name in settings.sidecars if name not in sidecars.REGISTRY]
+        if unknown:
+            raise InvalidSetting(
+                f"PAAS_DEFAULT_SIDECARS: unknown sidecar {unknown[0]!r}; available: {sidecars.available()}"
+            )
         return settings
+
+    @property
+    def sidecars(self) -> tuple[str, ...]:
+        """The default sidecars, in order, each once."""
+        names = [name.strip() for name in self.default_sidecars.split(",") if name.strip()]
+        return tuple(dict.fromkeys(names))
 
     def with_token(self) -> Settings:
         """Return settings whose token is set: the configured one, else the one kept in the data dir."""
@@ -74,19 +101,26 @@ class Settings:
         return f"http://host.docker.internal:{self.port}" if self.backend == "docker" else self.url
 
 
+class InvalidSetting(InvalidInput):
+    pass
+
+
 def _coerce(values: dict[str, Any]) -> dict[str, Any]:
     types = {f.name: f.type for f in fields(Settings)}
     out: dict[str, Any] = {}
     for key, value in values.items():
         kind = types[key]
-        if kind == "Path":
-            out[key] = Path(value).expanduser()
-        elif kind == "int":
-            out[key] = int(value)
-        elif kind == "float":
-            out[key] = float(value)
-        else:
-            out[key] = str(value)
+        try:
+            if kind == "Path":
+                out[key] = Path(value).expanduser()
+            elif kind == "int":
+                out[key] = int(value)
+            elif kind == "float":
+                out[key] = float(value)
+            else:
+                out[key] = str(value)
+        except ValueError:
+            raise InvalidSetting(f"PAAS_{key.upper()}: {value!r} is not a {kind}") from None
     return out
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import re
 
+from paas import runtime_status
 from paas import store as st
 from paas.backends.base import PodStatus
+from paas.podmodel import SIDECAR
 from paas.store import App, Event, Release
 
 # The state words, in the order a person reads them.
@@ -29,35 +31,36 @@ def state(app: App, pod: PodStatus | None, releases: list[Release]) -> str:
         return "pending"
     runtime = pod.runtime
     latest = releases[0] if releases else None
-    deploying = runtime.get("status") in ("building", "starting") or (latest is not None and latest.status == st.PENDING)
-    if runtime.get("serving"):
+    building = runtime.status in ("building", "starting")
+    deploying = building or (latest is not None and latest.status == st.PENDING)
+    if runtime.serving:
         return "deploying" if deploying else "serving"
     if not pod.running:
         return "starting" if all(c.restarts == 0 for c in pod.containers) else "restarting"
     if app.manifest.hosted and not releases:
         return "waiting for a push"
-    if runtime.get("status") in ("building", "starting"):
+    if building:
         return "deploying"
     if latest is not None and latest.status == st.FAILED:
         return "failed"
     if pod.sync_error:
         return "error"
-    if runtime.get("status") == "failed":
+    if runtime.status == "failed":
         return "failed"
-    if runtime.get("serving") is None and (runtime.get("events") or [{}])[-1].get("event") == "crashed":
+    if runtime.events and runtime.events[-1].event == "crashed":
         return "restarting"
     return "deploying" if deploying else "syncing"
 
 
 def describe(app: App, pod: PodStatus | None, releases: list[Release], events: list[Event], url: str) -> dict:
     """The app as the API shows it (``paas status``, ``paas list``, the console)."""
-    runtime = pod.runtime if pod else {}
+    runtime = pod.runtime if pod else runtime_status.RuntimeStatus()
     serving = next((r for r in releases if r.status == st.LIVE), None)
     latest = releases[0] if releases else None
     failure = next((r for r in releases if r.status == st.FAILED), None)
     if failure is not None and serving is not None and failure.number < serving.number:
         failure = None  # a later release served: that failure is history
-    detected = runtime.get("runtime") if app.manifest.runtime is None else None
+    detected = runtime.runtime if app.manifest.runtime is None else None
     return app.to_json() | {
         "url": url,
         "state": state(app, pod, releases),
@@ -65,13 +68,17 @@ def describe(app: App, pod: PodStatus | None, releases: list[Release], events: l
         "runtime_detected": app.manifest.runtime is None and detected is not None,
         "serving": serving.to_json() if serving else None,
         "latest": latest.to_json() if latest else None,
-        "revision": serving.revision if serving and runtime.get("serving") == serving.revision else None,
-        "traffic": runtime.get("traffic"),
+        "revision": serving.revision if serving and runtime.serving == serving.revision else None,
+        "traffic": runtime.traffic,
         # Crashes of the app's own process, which the runtime restarted (the container ran on).
-        "crashes": runtime.get("restarts", 0),
-        "last_crash": next(
-            (e["message"] for e in reversed(runtime.get("events") or []) if e.get("event") == "crashed"), None
-        ),
+        "crashes": runtime.restarts,
+        "last_crash": next((e.message for e in reversed(runtime.events) if e.event == "crashed"), None),
+        "instances": [i.model_dump() for i in runtime.instances],
+        "sidecars": [
+            {"name": c.name, "from_platform": c.platform, "state": c.state}
+            for c in (pod.containers if pod else [])
+            if c.role == SIDECAR
+        ],
         "last_failure": failure.to_json() if failure else None,
         "sync_error": pod.sync_error if pod else None,
         "containers": [c.__dict__ for c in pod.containers] if pod else [],

@@ -170,12 +170,15 @@ class ControlPlane:
 
 
 @contextmanager
-def docker_control_plane_in(base: Path) -> Iterator[ControlPlane]:
-    """A real `paas up --backend docker`; afterwards its apps are deleted (by a control plane
-    started again if the test left it stopped) and every object it made is gone."""
+def docker_control_plane_in(base: Path, **env: str) -> Iterator[ControlPlane]:
+    """A real `paas up --backend docker` (``env``: more of its environment); afterwards its
+    apps are deleted (by a control plane started again if the test left it stopped) and
+    every object it made is gone."""
     import docker
 
-    cp = ControlPlane(base / "data", base / "cli-config", backend="docker").start()
+    cp = ControlPlane(base / "data", base / "cli-config", backend="docker")
+    cp.env = cp.env | env
+    cp.start()
     try:
         yield cp
     finally:

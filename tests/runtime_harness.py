@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import itertools
-import json
 import os
 import shutil
 import signal
@@ -19,6 +18,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import requests
 
 from helpers import free_port, wait_for
 
@@ -81,11 +82,12 @@ class Runtime:
 
     def __init__(self, workspace: Workspace, cache_dir: Path, **env: str) -> None:
         self.port = free_port()
-        self.state_file = workspace.root / ".paas-runtime.json"
+        self.status_url = f"http://127.0.0.1:{free_port()}/status"
         self.log_path = workspace.root / "runtime.log"
         full_env = {
             **os.environ,
             "PORT": str(self.port),
+            "PAAS_STATUS_BIND": self.status_url.removeprefix("http://").removesuffix("/status"),
             "PAAS_APP_DIR": str(workspace.link),
             "PAAS_CACHE_DIR": str(cache_dir),
             "PAAS_HEALTH_TIMEOUT": "15",
@@ -101,9 +103,10 @@ class Runtime:
             )
 
     def state(self) -> dict[str, Any]:
+        """What the supervisor's status endpoint answers ({} until it listens)."""
         try:
-            return json.loads(self.state_file.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            return requests.get(self.status_url, timeout=2).json()
+        except (requests.RequestException, ValueError):
             return {}
 
     def wait_for_text(self, text: str, timeout: float = 60.0) -> None:

@@ -24,7 +24,7 @@ def deployed(docker_control_plane, tmp_path_factory):
     cp = docker_control_plane
     repo = sample_repo("hello-flask", tmp_path_factory.mktemp("src") / APP)
     manifest = (SAMPLES / "hello-flask" / "paas.yaml").read_text().replace("name: hello-flask", f"name: {APP}")
-    app = cp.create(manifest + "resources: {memory: 256m, cpus: 0.5}\n")
+    app = cp.create(manifest + "resources: {memory: 256m, cpus: 0.5}\nsidecars: [topz]\n")
     cp.push(repo, APP)
     wait_for(lambda: "Hello from paas!" in (get_text(app["url"]) or ""), 240, 0.2, "first deploy on docker")
     return cp, repo, app["url"]
@@ -38,17 +38,20 @@ def containers(client, app: str = APP) -> dict[str, docker.models.containers.Con
 def test_pod_shares_namespaces_and_volume(deployed, client):
     cp, repo, url = deployed
     pod = containers(client)
-    assert set(pod) == {"pod", "git-sync", "runtime"}
+    assert set(pod) == {"pod", "git-sync", "runtime", "topz"}
     infra = pod["pod"]
-    for name in ("git-sync", "runtime"):
+    for name in ("git-sync", "runtime", "topz"):
         host_config = pod[name].attrs["HostConfig"]
         assert host_config["NetworkMode"] == f"container:{infra.id}"
-        assert host_config["PidMode"] == f"container:{infra.id}"
-        mounts = {m["Destination"]: m["Name"] for m in pod[name].attrs["Mounts"]}
-        assert mounts["/workspace"] == f"paas-{APP}-workspace"
-        assert mounts["/workspace/cache"].startswith("paas-cache-")
+        assert host_config["PidMode"] == f"container:{infra.id}"  # topz asks for one PID namespace
         assert pod[name].name == f"paas-{APP}-{name}"
         assert pod[name].labels["paas.pod"] == APP
+    for name in ("git-sync", "runtime"):
+        mounts = {m["Destination"]: m["Name"] for m in pod[name].attrs["Mounts"]}
+        assert mounts["/workspace"] == f"paas-{APP}-workspace"
+    assert {m["Destination"]: m["Name"] for m in pod["runtime"].attrs["Mounts"]}["/workspace/cache"].startswith(
+        "paas-cache-")
+    assert pod["topz"].attrs["Mounts"] == []  # it needs no volume
     runtime = pod["runtime"].attrs["HostConfig"]
     assert runtime["Memory"] == 256 * 1024 * 1024 and runtime["NanoCpus"] == 500_000_000
     # One PID namespace: the runtime sees git-sync's process.
@@ -58,6 +61,18 @@ def test_pod_shares_namespaces_and_volume(deployed, client):
     commit_change(repo, "app.py", "from paas!", "from a docker pod!", "edit")
     cp.push(repo, APP)
     wait_for(lambda: "from a docker pod!" in (get_text(url) or ""), 30, 0.1, "the edit served")
+
+
+def test_topz_lists_the_pods_processes_by_container(deployed):
+    cp, _, _ = deployed
+    found = cp.api("GET", f"/apps/{APP}/processes").json()["processes"]
+    workers = [p for p in found if p["container"] == "runtime" and "gunicorn" in p["command"]]
+    assert len(workers) >= 3, found  # the master and its two workers (--workers 2)
+    assert {p["container"] for p in found} >= {"pod", "git-sync", "runtime", "topz"}
+    assert all(p["rss"] > 0 and p["user"] for p in found if p["container"] == "runtime")
+    shown = cp.cli("ps", APP)
+    assert shown.returncode == 0 and shown.stdout.splitlines()[0].split()[:3] == ["PID", "PPID", "CONTAINER"]
+    assert any(line.split()[2] == "runtime" and "gunicorn" in line for line in shown.stdout.splitlines())
 
 
 def test_killed_container_comes_back_and_status_shows_it(deployed, client):
@@ -113,7 +128,7 @@ def test_control_plane_restart_adopts_the_pod(deployed, client):
     cp.start()
     wait_for(lambda: cp.api("GET", f"/apps/{APP}").json()["state"] == "serving", 30, what="adopted pod running")
     assert {name: c.id for name, c in containers(client).items()} == before
-    assert len(client.containers.list(all=True, filters={"label": f"paas.app={APP}"})) == 3
+    assert len(client.containers.list(all=True, filters={"label": f"paas.app={APP}"})) == 4
     cp.after_passes()
     assert restart_events(cp) == restarts  # the new control plane knew that restart already
 

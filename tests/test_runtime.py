@@ -247,7 +247,7 @@ def test_the_old_instance_finishes_requests_in_flight(start, workspace):
         )
         new = workspace.revision("new")
         workspace.publish(new)
-        # Watched in the state file: a request now would queue behind the slow one.
+        # Watched on the status endpoint: a request now would queue behind the slow one.
         runtime.wait_for_state(serving=new, timeout=15)
         assert get(runtime.port) == (200, "new")
     finally:

@@ -8,11 +8,11 @@ does with the supervisor on the host. Every container made here is removed.
 from __future__ import annotations
 
 import http.client
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from test_runtime import Workspace, try_get
 
 from helpers import SAMPLES, free_port, wait_for
@@ -38,20 +38,22 @@ def run(client, tmp_path: Path) -> Iterator:
         workspace = Workspace(tmp_path / "git")
         for path in (workspace.root, workspace.root / ".worktrees"):
             path.chmod(0o777)  # the container runs as 65533
-        port = free_port()
+        port, status_port = free_port(), free_port()
         container = client.containers.run(
             f"{image}:{VERSION}",
             detach=True,
             init=True,
-            ports={"8080/tcp": ("127.0.0.1", port)},
+            ports={"8080/tcp": ("127.0.0.1", port), "8078/tcp": ("127.0.0.1", status_port)},
             volumes={str(workspace.root): {"bind": "/workspace/git", "mode": "rw"}},
             labels={"paas.test": "runtime-images"},
         )
         containers.append(container)
 
         def state() -> dict:
-            code, out = container.exec_run(["cat", "/workspace/runtime.json"])
-            return json.loads(out) if code == 0 else {}
+            try:
+                return requests.get(f"http://127.0.0.1:{status_port}/status", timeout=2).json()
+            except (requests.RequestException, ValueError):
+                return {}
 
         return workspace, port, state
 
@@ -79,14 +81,14 @@ def serves(port: int, text: str) -> bool:
 @pytest.mark.parametrize("runtime", ["python", "node", "static"])
 def test_images_document_themselves(client, runtime):
     config = client.images.get(f"paas-runtime-{runtime}:{VERSION}").attrs["Config"]
-    assert "8080/tcp" in config["ExposedPorts"]
+    assert {"8080/tcp", "8078/tcp"} <= set(config["ExposedPorts"])
     assert config["User"] == "65533:65533"
     for label in ("title", "description", "version", "source", "licenses"):
         assert config["Labels"][f"org.opencontainers.image.{label}"]
     env = dict(item.split("=", 1) for item in config["Env"])
     assert env["PAAS_RUNTIME"] == {"python": "python", "node": "", "static": "static"}[runtime]
     for name in ("PORT", "PAAS_APP_DIR", "PAAS_RUN", "PAAS_HEALTHCHECK", "PAAS_HEALTH_TIMEOUT",
-                 "PAAS_CACHE_DIR", "PAAS_STATE_FILE"):
+                 "PAAS_CACHE_DIR", "PAAS_STATUS_BIND"):
         assert name in env
     dockerfile = Path(__file__).resolve().parent.parent / "runtimes" / runtime / "Dockerfile"
     assert dockerfile.read_text().count("\n# ") >= 7  # each ENV has its comment

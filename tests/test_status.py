@@ -4,7 +4,6 @@ repository; a detected runtime; and nothing an app writes into its volume is bel
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -133,14 +132,18 @@ def test_a_detected_runtime_says_which(control_plane, tmp_path):
 def test_a_revision_an_app_writes_into_its_volume_never_becomes_a_release(control_plane, tmp_path):
     cp = control_plane
     repo = sample_repo("hello-static", tmp_path / "forged")
-    cp.create((SAMPLES / "hello-static" / "paas.yaml").read_text().replace("hello-static", "forged"))
+    url = cp.create((SAMPLES / "hello-static" / "paas.yaml").read_text().replace("hello-static", "forged"))["url"]
     cp.push(repo, "forged")
-    state_file = cp.data_dir / "pods" / "forged" / "workspace" / "runtime.json"
-    state = json.loads(state_file.read_text())
+    # What a process sharing the volume could do: check out a revision of its own and move
+    # the link git-sync publishes — the runtime then serves it.
+    git_dir = cp.data_dir / "pods" / "forged" / "workspace" / "git"
     fake = "f" * 40
-    state.update(serving=fake, target=fake, status="serving")
-    state_file.write_text(json.dumps(state))  # what an app process could write there
-    cp.after_passes()
+    (git_dir / ".worktrees" / fake).mkdir(parents=True)
+    (git_dir / ".worktrees" / fake / "index.html").write_text("<p>not deployed by anyone</p>")
+    (git_dir / "forged-link").symlink_to(f".worktrees/{fake}")
+    (git_dir / "forged-link").replace(git_dir / "current")
+    wait_for(lambda: "not deployed by anyone" in (get_text(url) or ""), 30, 0.1, "the runtime serving it")
+    wait_for(lambda: status(cp, "forged")["events"][0]["kind"] == "error", 10, 0.1, "the pod's claim noticed")
     releases = cp.api("GET", "/apps/forged/releases").json()["releases"]
     assert [r["revision"] for r in releases] == [head_of(repo)] and releases[0]["status"] == "live"
     events = [e["message"] for e in status(cp, "forged")["events"]]

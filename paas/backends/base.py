@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Protocol
 
-from paas.podspec import PodSpec
+from paas import jsonhttp, runtime_status
+from paas.podmodel import APP, PodSpec
+from paas.runtime_status import RuntimeStatus
+
+STATUS_TIMEOUT = 1.0
+
+
+def read_status(url: str) -> dict:
+    """A container's status endpoint's JSON; {} if it doesn't answer (yet) or answers
+    something else: a status is shown and compared, never required."""
+    try:
+        status, data = jsonhttp.call("GET", url, STATUS_TIMEOUT)
+    except jsonhttp.Unreachable:
+        return {}
+    return data if status == 200 and isinstance(data, dict) else {}
 
 
 @dataclass
@@ -19,6 +34,7 @@ class ContainerStatus:
     id: str = ""
     exit_code: int | None = None  # how it last exited, if it has
     role: str = ""
+    platform: bool = False  # a sidecar the platform added
 
 
 @dataclass
@@ -26,14 +42,17 @@ class PodStatus:
     app: str
     digest: str  # the PodSpec.digest the pod was created from
     containers: list[ContainerStatus] = field(default_factory=list)
-    # The JSON files containers report (Container.reports), as read by the backend; what an
-    # app process could have written, so it is shown, never trusted as a release's outcome.
+    # What containers report, as read by the backend: their status endpoints (container name
+    # -> JSON) and JSON files (report name -> JSON). Processes sharing a pod with the app
+    # wrote them, so they are shown, never trusted as a release's outcome.
+    statuses: dict[str, dict] = field(default_factory=dict)
     reports: dict[str, dict] = field(default_factory=dict)
 
-    @property
-    def runtime(self) -> dict:
-        """The runtime's state, as it reported it."""
-        return self.reports.get("runtime") or {}
+    @cached_property
+    def runtime(self) -> RuntimeStatus:
+        """The runtime's status, as it reported it."""
+        app = next((c.name for c in self.containers if c.role == APP), None)
+        return runtime_status.parse(self.statuses.get(app) if app else None)
 
     @property
     def sync_error(self) -> str | None:
@@ -53,7 +72,7 @@ class PodStatus:
         return self.digest == spec.digest and self.running and all(c.name in names for c in spec.containers)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "runtime"}
 
 
 class Backend(Protocol):
@@ -71,8 +90,12 @@ class Backend(Protocol):
     def logs(self, app: str, follow: bool = False, tail: int = 200) -> Iterator[str]:
         """The pod's output, one line per item, each prefixed by its container's name."""
 
-    def sync_url(self, app: str) -> str | None:
-        """Where the pod's sync container answers HTTP (``POST /sync``), if it runs."""
+    def endpoint(self, app: str, container: str, port: str) -> str | None:
+        """``http://HOST:PORT`` where the control plane reaches a container's named port, if
+        the pod runs (git-sync's ``POST /sync``, a sidecar's API)."""
+
+    def signal(self, app: str, container: str, signal: int) -> bool:
+        """Send ``signal`` to a container's main process; whether it was running."""
 
     def close(self) -> None:
         """Release the backend; a backend whose pods die with the control plane stops them."""

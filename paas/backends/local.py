@@ -29,11 +29,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from paas.backends.base import ContainerStatus, PodStatus
+from paas.backends.base import ContainerStatus, PodStatus, read_status
 from paas.backends.logfiles import LogWriter, follow_logs
 from paas.backends.logfiles import now as _now
 from paas.errors import BackendUnavailable
-from paas.podspec import SECRETS_DIR, SYNC, WORKSPACE, Container, PodSpec
+from paas.podmodel import POD, SECRET, SHARED, Container, PodSpec, Volume
 
 BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 30.0
 STOP_GRACE = 5.0
@@ -108,7 +108,7 @@ class _Pod:
     dir: Path
     ports: dict[tuple[str, str], int]  # (container, port name) -> the port it binds on the host
     processes: list[_Process]
-    mounts: list[tuple[str, str]]
+    mounts: dict[str, list[tuple[str, str]]]  # container -> (path in the pod, directory), longest first
 
 
 class LocalBackend:
@@ -117,7 +117,6 @@ class LocalBackend:
     def __init__(self, data_dir: Path, apps_host: str = "127.0.0.1") -> None:
         self.apps_host = apps_host  # where published ports listen
         self.root = data_dir / "pods"
-        self.cache = data_dir / "cache"  # dependency caches shared by every pod on this host
         self.root.mkdir(parents=True, exist_ok=True)
         self.marker = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
         kill_marked(self.marker + "/", prefix=True)  # left by a control plane that was killed
@@ -165,13 +164,20 @@ class LocalBackend:
 
         return follow_logs(logs_dir, tail=tail, follow=follow, alive=alive)
 
-    def sync_url(self, app: str) -> str | None:
+    def endpoint(self, app: str, container: str, port: str) -> str | None:
         with self._lock:
             pod = self._pods.get(app)
-        sync = pod.spec.role(SYNC) if pod else None
-        if pod is None or sync is None or not sync.ports:
-            return None
-        return f"http://127.0.0.1:{pod.ports[(sync.name, sync.ports[0].name)]}"
+        number = pod.ports.get((container, port)) if pod else None
+        return f"http://127.0.0.1:{number}" if number else None
+
+    def signal(self, app: str, container: str, signal: int) -> bool:
+        with self._lock:
+            pod = self._pods.get(app)
+            process = next((p for p in pod.processes if p.spec.name == container), None) if pod else None
+            if process is None or process.proc is None or process.proc.poll() is not None:
+                return False
+            process.proc.send_signal(signal)  # its main process, as `docker kill --signal`
+            return True
 
     def close(self) -> None:
         """Stop every pod's processes (their workspaces stay for the next start)."""
@@ -186,16 +192,15 @@ class LocalBackend:
 
     def _prepare(self, spec: PodSpec) -> _Pod:
         pod_dir = self.root / spec.app
-        workspace = pod_dir / "workspace"
-        for sub in (workspace, pod_dir / "logs", pod_dir / "home", self.cache):
+        for sub in (pod_dir / "logs", pod_dir / "home"):
             sub.mkdir(parents=True, exist_ok=True)
-        secrets = _write_secrets(pod_dir / "secrets", spec.secrets)
-        # Longest prefix first: the shared cache, then the pod's own workspace.
-        mounts = [(f"{WORKSPACE}/cache", str(self.cache)), (WORKSPACE, str(workspace))]
+        directories = {volume.name: self._volume(pod_dir, volume) for volume in spec.volumes}
         ports: dict[tuple[str, str], int] = {}
+        mounts: dict[str, list[tuple[str, str]]] = {}
         processes = []
         for c in spec.containers:
-            own = mounts + ([(SECRETS_DIR, str(secrets))] if c.secrets else [])
+            own = sorted(((m.path, str(directories[m.volume])) for m in c.mounts), key=lambda m: -len(m[0]))
+            mounts[c.name] = own
             env = {k: _mount(v, own) for k, v in c.env.items()}
             # One host network for every pod: a published port listens where apps do, an
             # internal one moves to a free loopback port so pods don't collide.
@@ -211,12 +216,25 @@ class LocalBackend:
                     spec=c,
                     argv=[_executable(c.command[0]), *c.command[1:]],
                     env=base | env,
-                    cwd=workspace,
+                    cwd=pod_dir,
                     log=pod_dir / "logs" / f"{c.name}.log",
                     marker=marker,
                 )
             )
         return _Pod(spec, pod_dir, ports, processes, mounts)
+
+    def _volume(self, pod_dir: Path, volume: Volume) -> Path:
+        """A volume's directory: the pod's own, one shared by every pod (a cache), or secret files."""
+        if volume.kind == SHARED:
+            path = self.root.parent / volume.name
+        elif volume.kind == SECRET:
+            return _write_secrets(pod_dir / volume.name, volume.files)
+        elif volume.kind == POD:
+            path = pod_dir / volume.name
+        else:
+            raise BackendUnavailable(f"the local backend has no volumes of kind {volume.kind!r}")
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def _run(self) -> None:
         while not self._closed:
@@ -258,6 +276,7 @@ class LocalBackend:
 
     def _status(self, pod: _Pod) -> PodStatus:
         containers = []
+        statuses: dict[str, dict] = {}
         reports: dict[str, dict] = {}
         for p in pod.processes:
             containers.append(
@@ -270,11 +289,15 @@ class LocalBackend:
                     str(p.proc.pid) if p.proc else "",
                     p.exit_code,
                     p.spec.role,
+                    p.spec.platform,
                 )
             )
+            if p.spec.status is not None and p.state == "running":
+                port = pod.ports.get((p.spec.name, p.spec.status.port))
+                statuses[p.spec.name] = read_status(f"http://127.0.0.1:{port}{p.spec.status.path}")
             for key, path in p.spec.reports.items():
-                reports[key] = _read_json(Path(_mount(path, pod.mounts)))
-        return PodStatus(pod.spec.app, pod.spec.digest, containers, reports)
+                reports[key] = _read_json(Path(_mount(path, pod.mounts[p.spec.name])))
+        return PodStatus(pod.spec.app, pod.spec.digest, containers, statuses, reports)
 
 
 def _mount(value: str, mounts: list[tuple[str, str]]) -> str:

@@ -1,49 +1,17 @@
-"""The control plane's Flask application factory (gunicorn calls ``create_app()``)."""
+"""The control plane's web side: the Flask app (`paas.server.app`), its blueprints, and the
+gunicorn server `paas up` runs (`paas.server.serve`).
 
-from __future__ import annotations
+`create_app` is looked up lazily, so that importing `paas.server.serve` — what gunicorn's
+master process does — doesn't load Flask and the rest of the app, which only the worker
+runs (`gunicorn 'paas.server:create_app()'` works as before).
+"""
 
-import logging
 from typing import Any
 
-from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
 
-from paas import lock
-from paas.backends import make_backend
-from paas.control import ControlPlane
-from paas.errors import PaasError
-from paas.settings import Settings
+def __getattr__(name: str) -> Any:
+    if name in ("create_app", "control_plane"):
+        from paas.server import app
 
-
-def create_app(config: dict[str, Any] | None = None, start: bool = True) -> Flask:
-    """Build the app; ``config`` overrides settings (tests), ``start`` runs the reconciler."""
-    settings = Settings.load(config).with_token()
-    if start:
-        lock.acquire(settings.data_dir, settings.url)  # one control plane per data directory
-    app = Flask(__name__)
-    app.config["PAAS_SETTINGS"] = settings
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    control = ControlPlane(settings, make_backend(settings))
-    app.extensions["paas"] = control
-    if start:
-        control.start()
-
-    from paas.server import api, console, git
-
-    app.register_blueprint(api.bp)
-    app.register_blueprint(git.bp)
-    app.register_blueprint(console.bp)
-
-    @app.errorhandler(PaasError)
-    def _paas_error(e: PaasError):
-        return jsonify(e.to_json()), e.status
-
-    @app.errorhandler(HTTPException)
-    def _http_error(e: HTTPException):
-        return jsonify({"error": e.description or e.name, "details": []}), e.code
-
-    return app
-
-
-def control_plane(app: Flask) -> ControlPlane:
-    return app.extensions["paas"]
+        return getattr(app, name)
+    raise AttributeError(name)

@@ -80,6 +80,11 @@ def rollback(name: str):
     return jsonify(release.to_json() | {"rolls_back_to": original.to_json()}), 201
 
 
+@bp.get("/apps/<name>/processes")
+def processes(name: str):
+    return jsonify({"processes": _control().processes(name)})
+
+
 @bp.get("/apps/<name>/logs")
 def logs(name: str):
     follow = request.args.get("follow", "0").lower() in ("1", "true", "yes")

@@ -42,6 +42,6 @@ class ControlPlaneServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        from paas.server import create_app
+        from paas.server.app import create_app
 
         return create_app({f.name: getattr(self.settings, f.name) for f in fields(self.settings)})

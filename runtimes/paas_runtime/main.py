@@ -26,7 +26,7 @@ environment:
   PAAS_HEALTH_TIMEOUT  seconds a new instance has to become healthy (default 30)
   PAAS_RUNTIME         python | node | static (default: detected from the code)
   PAAS_CACHE_DIR       dependency cache (default <dir of PAAS_APP_DIR>/.cache)
-  PAAS_STATE_FILE      status file (default <dir of PAAS_APP_DIR>/.paas-runtime.json)
+  PAAS_STATUS_BIND     HOST:PORT of the status endpoint, GET /status (default: none)
 every other variable is passed to the app.
 """
 

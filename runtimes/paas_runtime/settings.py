@@ -19,7 +19,7 @@ CONTRACT_VARS = (
     "PAAS_HEALTH_TIMEOUT",
     "PAAS_RUNTIME",
     "PAAS_CACHE_DIR",
-    "PAAS_STATE_FILE",
+    "PAAS_STATUS_BIND",
 )
 
 
@@ -40,7 +40,8 @@ class Settings:
     health_timeout: float
     runtime: str | None
     cache_dir: Path
-    state_file: Path
+    #: Where the status endpoint listens (HOST:PORT); empty: nowhere.
+    status_bind: str
     app_env: dict[str, str] = field(default_factory=dict)
     #: The address the public port listens on ("" for all of them).
     host: str = ""
@@ -77,7 +78,9 @@ class Settings:
             problems.append(f"PAAS_RUNTIME: must be one of {', '.join(runtimes)} or empty")
 
         cache_dir = Path(environ.get("PAAS_CACHE_DIR") or app_dir.parent / ".cache")
-        state_file = Path(environ.get("PAAS_STATE_FILE") or app_dir.parent / ".paas-runtime.json")
+        status_bind = environ.get("PAAS_STATUS_BIND", "").strip()
+        if status_bind and not status_bind.rpartition(":")[2].isdigit():
+            problems.append(f"PAAS_STATUS_BIND: must be HOST:PORT, got {status_bind!r}")
 
         if problems:
             raise ConfigError(problems)
@@ -90,7 +93,7 @@ class Settings:
             health_timeout=health_timeout,
             runtime=runtime,
             cache_dir=cache_dir.absolute(),
-            state_file=state_file.absolute(),
+            status_bind=status_bind,
             app_env={k: v for k, v in environ.items() if k not in CONTRACT_VARS},
             host=host,
         )

@@ -1,24 +1,16 @@
-"""The status file the control plane reads: what the supervisor is doing and why.
-
-Written whole to a temporary file and renamed over the old one, so a reader
-never sees half a document.
+"""What the supervisor is doing and why: the status the control plane reads from the
+status endpoint (`paas_runtime.status_server`), typed on its side by
+`paas.runtime_status`. Kept in the supervisor's memory, not in a file the app (which
+shares the volume) could write.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-log = logging.getLogger(__name__)
-
-Status = Literal["waiting", "building", "starting", "serving", "failed"]
+Phase = Literal["waiting", "building", "starting", "serving", "failed"]
 EventKind = Literal["deployed", "failed", "crashed", "restarted"]
 Traffic = Literal["direct", "proxied"]
 
@@ -63,7 +55,7 @@ class State:
     builds or starts, and after one failed (then ``failed`` says why).
     """
 
-    status: Status = "waiting"
+    status: Phase = "waiting"
     serving: str | None = None
     target: str | None = None
     failed: Failure | None = None
@@ -78,19 +70,19 @@ class State:
     updated: float = field(default_factory=time.time)
 
 
-class StateFile:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+class Status:
+    """The supervisor's state, changed by `update`, `step` and `event`."""
+
+    def __init__(self) -> None:
         self.state = State()
 
     def update(self, **changes: object) -> None:
-        """Apply ``changes`` to the state and write it out."""
+        """Apply ``changes`` to the state."""
         for name, value in changes.items():
             if not hasattr(self.state, name):
                 raise AttributeError(name)
             setattr(self.state, name, value)
         self.state.updated = time.time()
-        self._write()
 
     def step(self, revision: str, text: str) -> None:
         """Record a step of the deploy of ``revision`` (a new revision's first step starts afresh)."""
@@ -99,23 +91,9 @@ class StateFile:
         self.update()
 
     def event(self, kind: EventKind, revision: str, message: str, **changes: object) -> None:
-        """Record an event (and apply ``changes``) in one write."""
+        """Record an event (and apply ``changes``) at once."""
         self.state.events = [*self.state.events, Event(kind, revision, message)][-MAX_EVENTS:]
         self.update(**changes)
 
-    def _write(self) -> None:
-        data = json.dumps(asdict(self.state), indent=2) + "\n"
-        tmp: str | None = None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-            os.fchmod(fd, 0o644)  # the control plane may read it as another user
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(data)
-            os.replace(tmp, self.path)
-        except OSError as e:
-            # The app keeps serving; only the control plane's view goes stale.
-            log.warning("cannot write state file %s: %s", self.path, e)
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self.state)

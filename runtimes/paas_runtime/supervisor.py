@@ -29,16 +29,16 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from . import build, process, progress, snapshot
+from . import build, process, progress, snapshot, status_server
 from .build import Plan
-from .errors import DeployFailed, StartFailed
+from .errors import DeployFailed, ListenFailed, StartFailed
 from .handoff import Channel
 from .health import probe
 from .port import PublicPort, Slot
 from .process import ProcessGroup
 from .proxy import Backend, Proxy
 from .settings import Settings
-from .state import EventKind, Failure, StateFile
+from .state import EventKind, Failure, Status
 from .watcher import Revision, watch
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class Supervisor:
         self.settings = settings
         self.port = PublicPort(settings.port, settings.host)
         self.proxy = Proxy(self.port.proxy_listener)
-        self.state = StateFile(settings.state_file)
+        self.state = Status()
         self._target: Revision | None = None
         self._current: Instance | None = None
         self._instances: set[Instance] = set()
@@ -96,6 +96,12 @@ class Supervisor:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then stop every instance; raises ListenFailed."""
         self.proxy.start()
+        endpoint = None
+        if self.settings.status_bind:
+            try:
+                endpoint = await status_server.serve(self.settings.status_bind, self.report)
+            except OSError as e:
+                raise ListenFailed(f"cannot serve the status endpoint on {self.settings.status_bind}: {e}") from e
         log.info("listening on port %d, following %s", self.settings.port, self.settings.app_dir)
         await asyncio.to_thread(snapshot.clear, snapshot.root_for(self.settings.app_dir))
         self.state.update(status="waiting")
@@ -103,7 +109,23 @@ class Supervisor:
             async for revision in watch(self.settings.app_dir, stop):
                 self._on_target(revision)
         finally:
+            if endpoint is not None:
+                endpoint.close()
             await self._shutdown()
+
+    def report(self) -> dict[str, Any]:
+        """The status endpoint's answer: the state, and every instance that runs."""
+        instances = [
+            {
+                "pid": i.group.pid,
+                "revision": i.plan.revision.hash,
+                "state": "draining" if i.retiring else ("serving" if i is self._current else "starting"),
+                "traffic": ("direct" if i.direct else "proxied") if i is self._current else None,
+                "port": i.backend.port,
+            }
+            for i in self._instances
+        ]
+        return self.state.to_json() | {"instances": instances}
 
     # -- revisions -------------------------------------------------------------
 

@@ -77,6 +77,7 @@ IMAGES = (
     # node and static apps, used when a manifest leaves the runtime to detection).
     Image("runtime-node", "runtimes", "node/Dockerfile"),
     Image("runtime-static", "runtimes", "static/Dockerfile"),
+    Image("topz", "sidecar-topz", "Dockerfile"),
     Image("control-plane", ".", "Dockerfile"),
 )
 POD_IMAGES = tuple(i for i in IMAGES if i.name != "control-plane")

@@ -1,6 +1,7 @@
 """The docker backend: a pod is an infra container that owns the network and PID namespaces
 (and publishes the app's port), with the git-sync and runtime containers joined to it
-(``network_mode=container:…``, ``pid_mode=container:…``) and a named volume at /workspace.
+(``network_mode=container:…``, and ``pid_mode=container:…`` when the pod shares its PID
+namespace) and the pod's volumes mounted as each container asks.
 
 Every object is labelled ``paas.app`` (and named ``paas-<app>-…``), so a restarted control
 plane adopts what already runs, and containers of apps that are no longer stored are found.
@@ -24,10 +25,10 @@ from datetime import datetime
 from docker.errors import APIError, DockerException, NotFound
 from docker.models.containers import Container as DockerContainer
 
-from paas.backends.base import ContainerStatus, PodStatus
+from paas.backends.base import ContainerStatus, PodStatus, read_status
 from paas.backends.docker import images
 from paas.errors import BackendUnavailable, PaasError
-from paas.podspec import SECRETS_DIR, SYNC, WORKSPACE, Container, PodSpec
+from paas.podmodel import POD, SECRET, SHARED, Container, PodSpec, Volume
 
 INFRA = "pod"
 CONTROL_PLANE_ALIAS = "paas-control-plane"
@@ -119,15 +120,22 @@ class DockerBackend:
             return
         yield from _follow(containers, tail)
 
-    def sync_url(self, app: str) -> str | None:
-        sync = next((c for c in self._containers(app) if c.labels.get("paas.role") == SYNC), None)
-        ports = json.loads(sync.labels.get("paas.ports", "{}")) if sync else {}
+    def endpoint(self, app: str, container: str, port: str) -> str | None:
         try:
+            found = self.client.containers.get(_name(app, container))
             infra = self.client.containers.get(_name(app, INFRA))
         except NotFound:
             return None
-        address = (infra.attrs["NetworkSettings"]["Networks"].get(_name(app, "net")) or {}).get("IPAddress")
-        return f"http://{address}:{next(iter(ports.values()))}" if address and ports else None
+        number = json.loads(found.labels.get("paas.ports", "{}")).get(port)
+        address = _address(infra, _name(app, "net"))
+        return f"http://{address}:{number}" if address and number else None
+
+    def signal(self, app: str, container: str, signal: int) -> bool:
+        try:
+            self.client.containers.get(_name(app, container)).kill(signal=signal)
+        except (NotFound, APIError):  # gone, or not running
+            return False
+        return True
 
     def close(self) -> None:
         """Pods keep running without the control plane; the next one adopts them."""
@@ -145,7 +153,7 @@ class DockerBackend:
         else:
             done = None if existing else "pod created"
         network = self._network(spec)
-        volume = self._volume(spec)
+        volumes = {v.name: self._volume(spec, v) for v in spec.volumes if v.kind != SECRET}
         infra = existing.get(INFRA)
         if infra is None or infra.status != "running":
             # Joined containers live in the infra container's namespaces: a new infra means new ones.
@@ -165,11 +173,11 @@ class DockerBackend:
                 _quietly(current.remove, force=True)
             else:
                 done = done or f"started {container.name}"
-            self._run_container(spec, container, infra, volume, _restarts(current))
+            self._run_container(spec, container, infra, volumes, _restarts(current))
         return done
 
     def _run_container(
-        self, spec: PodSpec, container: Container, infra: DockerContainer, volume: str, restarts: int
+        self, spec: PodSpec, container: Container, infra: DockerContainer, volumes: dict[str, str], restarts: int
     ) -> None:
         env = dict(container.env)
         for port in container.ports:  # the pod has its own network namespace: bind all, as declared
@@ -177,8 +185,17 @@ class DockerBackend:
                 env[port.bind_env] = f"0.0.0.0:{port.number}"
         labels = self._labels(spec, container.name, restarts) | {
             "paas.role": container.role,
+            "paas.platform": "1" if container.platform else "",
             "paas.ports": json.dumps({p.name: p.number for p in container.ports}),
             "paas.reports": json.dumps(container.reports),
+            "paas.status": json.dumps(
+                {"port": container.status.port, "path": container.status.path} if container.status else {}
+            ),
+        }
+        binds = {
+            volumes[m.volume]: {"bind": m.path, "mode": "ro" if m.read_only else "rw"}
+            for m in container.mounts
+            if m.volume in volumes
         }
         created = self.client.containers.create(
             container.image,
@@ -187,18 +204,17 @@ class DockerBackend:
             name=_name(spec.app, container.name),
             labels=labels,
             network_mode=f"container:{infra.id}",
-            pid_mode=f"container:{infra.id}",
-            volumes={
-                volume: {"bind": WORKSPACE, "mode": "rw"},
-                self._cache_volume(): {"bind": f"{WORKSPACE}/cache", "mode": "rw"},
-            },
+            pid_mode=f"container:{infra.id}" if spec.share_pid else None,
+            volumes=binds,
             restart_policy={"Name": "unless-stopped"},
             **_limits(container),
         )
-        if container.secrets and spec.secrets:
-            # Copied into the container before it starts: never in its env or `docker inspect`.
-            top, tar = _secrets_tar(spec.secrets, self._user(container.image))
-            created.put_archive(top, tar)
+        for mount in container.mounts:
+            volume = spec.volume(mount.volume)
+            if volume.kind == SECRET:
+                # Copied into the container before it starts: never in its env or `docker inspect`.
+                top, tar = _secrets_tar(mount.path, volume.files, self._user(container.image))
+                created.put_archive(top, tar)
         created.start()
 
     def _user(self, image: str) -> tuple[int, int] | None:
@@ -238,21 +254,19 @@ class DockerBackend:
             self.client.networks.create(name, driver="bridge", labels=self._labels(spec))
         return name
 
-    def _volume(self, spec: PodSpec) -> str:
-        name = _name(spec.app, "workspace")
+    def _volume(self, spec: PodSpec, volume: Volume) -> str:
+        """The named volume for a pod volume: the pod's own, or one every pod of this control
+        plane shares (a dependency cache, kept when apps go)."""
+        if volume.kind == SHARED:
+            name, labels = f"paas-{volume.name}-{self.instance}", {"paas.instance": self.instance, "paas.shared": "1"}
+        elif volume.kind == POD:
+            name, labels = _name(spec.app, volume.name), self._labels(spec)
+        else:
+            raise BackendError(f"the docker backend has no volumes of kind {volume.kind!r}")
         try:
             self.client.volumes.get(name)
         except NotFound:
-            self.client.volumes.create(name, labels=self._labels(spec))
-        return name
-
-    def _cache_volume(self) -> str:
-        """Dependency caches shared by every pod of this control plane (kept when apps go)."""
-        name = f"paas-cache-{self.instance}"
-        try:
-            self.client.volumes.get(name)
-        except NotFound:
-            self.client.volumes.create(name, labels={"paas.instance": self.instance, "paas.cache": "1"})
+            self.client.volumes.create(name, labels=labels)
         return name
 
     def _join_control_plane(self, network: str) -> None:
@@ -285,13 +299,16 @@ class DockerBackend:
 
     def _status(self, app: str, containers: list[DockerContainer]) -> PodStatus:
         digests = {c.labels.get("paas.digest", "") for c in containers}
-        statuses = []
+        statuses_list = []
+        statuses: dict[str, dict] = {}
         reports: dict[str, dict] = {}
+        infra = next((c for c in containers if c.labels.get("paas.container") == INFRA), None)
+        address = _address(infra, _name(app, "net")) if infra is not None else None
         for c in sorted(containers, key=lambda c: c.labels.get("paas.container", "")):
             name = c.labels.get("paas.container", c.name)
             state = c.attrs.get("State", {})
             exited = c.status != "running" or int(c.attrs.get("RestartCount", 0)) > 0
-            statuses.append(
+            statuses_list.append(
                 ContainerStatus(
                     name=name,
                     state="running" if c.status == "running" else c.status,
@@ -301,11 +318,17 @@ class DockerBackend:
                     id=c.short_id,
                     exit_code=state.get("ExitCode") if exited else None,
                     role=c.labels.get("paas.role", ""),
+                    platform=bool(c.labels.get("paas.platform")),
                 )
             )
             for key, path in json.loads(c.labels.get("paas.reports", "{}")).items():
                 reports[key] = _read_json(c, path)
-        return PodStatus(app, digests.pop() if len(digests) == 1 else "", statuses, reports)
+            endpoint = json.loads(c.labels.get("paas.status") or "{}")
+            if endpoint and c.status == "running" and address:
+                number = json.loads(c.labels.get("paas.ports", "{}")).get(endpoint["port"])
+                statuses[name] = read_status(f"http://{address}:{number}{endpoint['path']}")
+        digest = digests.pop() if len(digests) == 1 else ""
+        return PodStatus(app, digest, statuses_list, statuses, reports)
 
 
 def _name(app: str, part: str) -> str:
@@ -333,12 +356,12 @@ def _limits(container: Container) -> dict:
     return limits
 
 
-def _secrets_tar(files: dict[str, str], owner: tuple[int, int] | None) -> tuple[str, bytes]:
-    """Where to unpack, and a tar making SECRETS_DIR hold ``files``, readable by the
+def _secrets_tar(path: str, files: dict[str, str], owner: tuple[int, int] | None) -> tuple[str, bytes]:
+    """Where to unpack, and a tar making directory ``path`` hold ``files``, readable by the
     container's user only (by every user of the container if its user isn't numeric)."""
     buffer = io.BytesIO()
     uid, gid = owner or (0, 0)
-    top, *below = SECRETS_DIR.strip("/").split("/")  # the top directory exists in every image
+    top, *below = path.strip("/").split("/")  # the top directory exists in every image
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         path = ""
         for part in below:
@@ -353,6 +376,11 @@ def _secrets_tar(files: dict[str, str], owner: tuple[int, int] | None) -> tuple[
             info.mode = 0o400 if owner else 0o444
             tar.addfile(info, io.BytesIO(data))
     return f"/{top}", buffer.getvalue()
+
+
+def _address(infra: DockerContainer, network: str) -> str | None:
+    """The pod's address on its network: where the control plane reaches its ports."""
+    return (infra.attrs["NetworkSettings"]["Networks"].get(network) or {}).get("IPAddress") or None
 
 
 def _read_json(container: DockerContainer, path: str) -> dict:

@@ -1,0 +1,89 @@
+"""The app spec: everything a pod is built from, as plain values — the stored app (its
+manifest, port, credentials) resolved against the platform's settings (where pods reach
+the git server, the default sidecars, which git-sync to run).
+
+Data flows one way: manifest -> app spec -> pod spec (`paas.podspec`) -> backend. The
+pod spec never reads the store or the manifest; this module is the one place that does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from paas.repos import DEPLOY_REF
+from paas.store import App
+
+# A hosted repo is synced at once on every push; the poll is only a safety net.
+HOSTED_POLL_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Platform:
+    """Platform settings that shape every pod."""
+
+    control_plane_url: str  # how pods reach the git server
+    default_sidecars: tuple[str, ...] = ()
+    git_sync_image: str = ""  # empty: paas-git-sync of this version
+    git_sync_command: str = "git-sync"  # what the local backend runs
+
+
+@dataclass(frozen=True)
+class Source:
+    """What the sync container fetches, and with which credentials."""
+
+    repo: str  # without credentials
+    ref: str
+    period: float  # seconds between polls
+    username: str = ""
+    password: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    name: str
+    from_platform: bool  # injected by PAAS_DEFAULT_SIDECARS, not asked for by the app
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    name: str
+    port: int  # the app's public port
+    source: Source
+    runtime: str | None
+    run: str | None
+    env: dict[str, str]
+    healthcheck_path: str
+    healthcheck_timeout: int
+    memory: str | None = None
+    cpus: float | None = None
+    sidecars: tuple[Sidecar, ...] = ()
+
+
+def resolve(app: App, platform: Platform) -> AppSpec:
+    m = app.manifest
+    if m.hosted:
+        source = Source(
+            repo=f"{platform.control_plane_url.rstrip('/')}/git/{app.name}.git",
+            ref=DEPLOY_REF,
+            period=HOSTED_POLL_SECONDS,
+            username="paas",
+            password=app.deploy_token,
+        )
+    else:
+        source = Source(m.source.clone_url or "", m.source.ref, m.source.period, m.source.username, app.git_password)
+    declined = set(m.decline_sidecars)
+    sidecars = [Sidecar(name, True) for name in platform.default_sidecars if name not in declined]
+    sidecars += [Sidecar(name, False) for name in m.sidecars if name not in {s.name for s in sidecars}]
+    return AppSpec(
+        name=app.name,
+        port=app.port,
+        source=source,
+        runtime=m.runtime,
+        run=m.run,
+        env=dict(m.env),
+        healthcheck_path=m.healthcheck.path,
+        healthcheck_timeout=m.healthcheck.timeout,
+        memory=m.resources.memory if m.resources else None,
+        cpus=m.resources.cpus if m.resources else None,
+        sidecars=tuple(sidecars),
+    )

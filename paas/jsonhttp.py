@@ -1,0 +1,41 @@
+"""JSON over HTTP to the pods' containers (git-sync's `POST /sync`, status endpoints, topz),
+with the standard library: the control plane's worker stays small without `requests`."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+MAX_BYTES = 10_000_000
+
+
+class Unreachable(Exception):
+    """Nothing answered: refused, timed out, or not HTTP."""
+
+    def __init__(self, reason: str, refused: bool = False) -> None:
+        super().__init__(reason)
+        self.refused = refused
+
+
+def call(method: str, url: str, timeout: float, params: dict[str, str] | None = None) -> tuple[int, Any]:
+    """(status, the answer's JSON, or None if it wasn't JSON); raises Unreachable."""
+    if params:
+        url = f"{url}?{urllib.parse.urlencode(params)}"
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, body = response.status, response.read(MAX_BYTES)
+    except urllib.error.HTTPError as e:
+        status, body = e.code, e.read(MAX_BYTES)
+    except urllib.error.URLError as e:
+        refused = isinstance(e.reason, ConnectionRefusedError)
+        raise Unreachable(type(e.reason).__name__ if isinstance(e.reason, Exception) else str(e.reason), refused) from None
+    except (TimeoutError, OSError, ValueError) as e:
+        raise Unreachable(type(e).__name__) from None
+    try:
+        return status, json.loads(body) if body else None
+    except ValueError:
+        return status, None

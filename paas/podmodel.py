@@ -1,0 +1,118 @@
+"""The pod model: a backend-neutral description of a pod, shaped so that each backend
+realises it directly — a Kubernetes Deployment's pod template is its rendering, Docker an
+infra container with the others joined to its namespaces, the local backend a group of
+processes.
+
+A pod is containers sharing volumes and a network (and, if asked, a PID namespace). Each
+container has a role (the pod's sync, its runtime, or a sidecar), an image and command,
+an environment, named ports, mounts of the pod's volumes, resources, a readiness check and
+what it reports (a status endpoint, JSON files). Nothing here names a particular
+container: backends treat every container alike, and the control plane finds the sync
+container or the runtime's status by role.
+
+Ports are declared, not written into the env: a container names the variable through
+which it is told the ``HOST:PORT`` to bind (``bind_env``), and each backend fills it in
+as it realises the port — in a pod of its own network namespace every port is bound on
+all addresses at its number; on a shared host network (the local backend) a published
+port is bound on the address apps listen on and an internal one is remapped to a free
+loopback port.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+# Roles
+SYNC, APP, SIDECAR = "sync", "runtime", "sidecar"
+# Volume kinds: the pod's own (emptyDir), shared by every pod of the platform (a cache),
+# or secret files (a Kubernetes Secret; files copied in before start on Docker).
+POD, SHARED, SECRET = "pod", "shared", "secret"
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    number: int  # the port inside the pod's network namespace
+    publish: bool = False  # reachable from outside the pod, at the same number
+    bind_env: str | None = None  # the variable that tells the container HOST:PORT to bind
+
+
+@dataclass(frozen=True)
+class Volume:
+    name: str
+    kind: str = POD
+    files: dict[str, str] = field(default_factory=dict, repr=False)  # a secret's: name -> content
+
+
+@dataclass(frozen=True)
+class Mount:
+    volume: str
+    path: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Ready once ``GET path`` on the named port answers below 500."""
+
+    port: str
+    path: str = "/"
+
+
+@dataclass(frozen=True)
+class Status:
+    """Where a container reports its state: JSON at ``GET path`` on the named port."""
+
+    port: str
+    path: str
+
+
+@dataclass(frozen=True)
+class Resources:
+    memory: str | None = None  # docker's syntax: 256m, 1g
+    cpus: float | None = None
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    role: str
+    image: str
+    command: tuple[str, ...]  # the image's entrypoint; also a console script of this package
+    env: dict[str, str]
+    ports: tuple[Port, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    resources: Resources | None = None  # limits, where a backend can
+    readiness: Readiness | None = None
+    status: Status | None = None
+    # JSON files the container writes, name -> path (git-sync's --error-file); a backend
+    # reads them into PodStatus.reports.
+    reports: dict[str, str] = field(default_factory=dict)
+    platform: bool = False  # a sidecar the platform added (PAAS_DEFAULT_SIDECARS)
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    app: str
+    containers: tuple[Container, ...]
+    volumes: tuple[Volume, ...] = ()
+    share_pid: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        """Changes whenever anything a backend realises changes, so a pod can be compared."""
+        body = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(body).hexdigest()[:16]
+
+    def role(self, role: str) -> Container | None:
+        return next((c for c in self.containers if c.role == role), None)
+
+    def volume(self, name: str) -> Volume:
+        return next(v for v in self.volumes if v.name == name)
+
+    @property
+    def published(self) -> list[Port]:
+        return [p for c in self.containers for p in c.ports if p.publish]

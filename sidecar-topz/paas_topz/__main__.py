@@ -1,0 +1,3 @@
+from paas_topz.main import main
+
+raise SystemExit(main())
