@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from gitsync_harness import git_daemon, git_server, remote, start_sidecar, upstream  # noqa: F401 - fixtures
 from helpers import ControlPlane, docker_control_plane_in, processes_under, wait_for
 from paas.server import create_app
 

@@ -237,6 +237,17 @@ class GitDaemon:
         self.stop()
 
 
+class LocalRepos:
+    """Bare repositories in a directory, reached by path (or `file://`): no server at all."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def url(self, path: str) -> str:
+        return str(self.root / path)
+
+
 class Served(Protocol):
     root: Path
 

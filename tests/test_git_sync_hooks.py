@@ -3,11 +3,8 @@ keeps on disk: stale worktrees, submodules, group-writable files; and how it rea
 git: SSH keys and known_hosts, --git-config.
 
 Real processes against real git servers on loopback; the fixtures come from
-test_git_sync.
+gitsync_harness (via conftest).
 """
-
-# The fixtures imported from test_git_sync are, by pytest's design, redefined as arguments.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -21,17 +18,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from test_git_sync import (  # noqa: F401 - fixtures
-    PASSWORD,
-    USERNAME,
-    Remote,
-    StartSidecar,
-    git_server,
-    start_sidecar,
-    upstream,
-)
 
 from gitserver import GitServer, Upstream, git
+from gitsync_harness import PASSWORD, USERNAME, Remote, StartSidecar
 from helpers import wait_for
 
 pytestmark = pytest.mark.slow

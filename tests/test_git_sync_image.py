@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gitserver import GitServer, Upstream
+from gitserver import GitServer, LocalRepos, Upstream
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -110,9 +110,7 @@ def test_a_repository_on_a_shared_volume_owned_by_another_uid(
     form: str, image: str, docker_run: DockerRun, tmp_path: Path
 ) -> None:
     """The repository is root's (the host wrote it); the image runs as 65533 and another --user."""
-    from test_git_sync_v47 import _LocalServer
-
-    shared = Upstream(_LocalServer(tmp_path / "shared"), "app", tmp_path / "work")
+    shared = Upstream(LocalRepos(tmp_path / "shared"), "app", tmp_path / "work")
     commit = shared.commit("from a shared volume")
     volume = tmp_path / "git-data"
     volume.mkdir()

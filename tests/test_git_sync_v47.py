@@ -3,11 +3,8 @@ shared volumes owned by other users, partial clones, per-URL credentials, an ask
 server, sparse checkouts, `/metrics` read as text, the pprof endpoints.
 
 Real processes against real git transports on loopback; the fixtures come from
-test_git_sync.
+gitsync_harness (via conftest).
 """
-
-# The fixtures imported from test_git_sync are, by pytest's design, redefined as arguments.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -20,17 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from test_git_sync import (  # noqa: F401 - fixtures
-    PASSWORD,
-    USERNAME,
-    Remote,
-    StartSidecar,
-    git_server,
-    start_sidecar,
-    upstream,
-)
 
-from gitserver import GIT_ENV, GitServer, Upstream, git
+from gitserver import GIT_ENV, GitServer, LocalRepos, Upstream, git
+from gitsync_harness import PASSWORD, USERNAME, Remote, StartSidecar
 from helpers import wait_for
 
 pytestmark = pytest.mark.slow
@@ -46,7 +35,7 @@ def chown_tree(path: Path, uid: int) -> None:
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the repository to another uid")
 @pytest.mark.parametrize("form", ["path", "file://"])
 def test_a_local_repository_owned_by_another_uid_syncs(form: str, tmp_path: Path, start_sidecar: StartSidecar) -> None:
-    shared = Upstream(_LocalServer(tmp_path / "volume"), "shared", tmp_path / "work")
+    shared = Upstream(LocalRepos(tmp_path / "volume"), "shared", tmp_path / "work")
     commit = shared.commit("on a shared volume")
     chown_tree(shared.bare, 4242)  # as a repository another container wrote
     url = str(shared.bare) if form == "path" else f"file://{shared.bare}"
@@ -56,17 +45,6 @@ def test_a_local_repository_owned_by_another_uid_syncs(form: str, tmp_path: Path
     assert sidecar.wait_exit() == 0, sidecar.output
     assert sidecar.linked_hash() == commit
     assert "dubious ownership" not in sidecar.output
-
-
-class _LocalServer:
-    """Bare repositories in a directory, reached by path: no server at all."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-
-    def url(self, path: str) -> str:
-        return str(self.root / path)
 
 
 def test_a_users_gitconfig_changes_nothing(upstream: Remote, start_sidecar: StartSidecar, tmp_path: Path) -> None:

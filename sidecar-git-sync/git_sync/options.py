@@ -541,11 +541,11 @@ def _finish(values: dict[str, Any]) -> Options:
         except ValueError:
             raise ConfigError("invalid flag: --sync-on-signal must be a valid signal name "
                               "or number") from None
-    if opts.exechook_command:
-        if opts.exechook_timeout < 1:
-            raise ConfigError("invalid flag: --exechook-timeout must be at least 1s")
-        if opts.exechook_backoff < 1:
-            raise ConfigError("invalid flag: --exechook-backoff must be at least 1s")
+    for hook in ("exechook", "pre_publish_exechook"):
+        if getattr(opts, f"{hook}_command"):
+            for setting in ("timeout", "backoff"):
+                if getattr(opts, f"{hook}_{setting}") < 1:
+                    raise ConfigError(f"invalid flag: --{hook.replace('_', '-')}-{setting} must be at least 1s")
     if opts.webhook_url:
         if opts.webhook_success_status == -1:  # v3 spelling of fire-and-forget
             opts = dataclasses.replace(opts, webhook_success_status=0)
@@ -560,11 +560,6 @@ def _finish(values: dict[str, Any]) -> Options:
         if getattr(opts, needs_bind) and not opts.http_bind:
             raise ConfigError(f"required flag: --http-bind must be specified when "
                               f"--{needs_bind.replace('_', '-')} is set")
-    if opts.pre_publish_exechook_command:
-        if opts.pre_publish_exechook_timeout < 1:
-            raise ConfigError("invalid flag: --pre-publish-exechook-timeout must be at least 1s")
-        if opts.pre_publish_exechook_backoff < 1:
-            raise ConfigError("invalid flag: --pre-publish-exechook-backoff must be at least 1s")
     opts = _move_url_credentials(opts)
     try:
         gitconfig.parse(opts.git_config)
