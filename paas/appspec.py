@@ -57,9 +57,20 @@ class AppSpec:
     memory: str | None = None
     cpus: float | None = None
     sidecars: tuple[Sidecar, ...] = ()
+    config: dict[str, str] = field(default_factory=dict)  # the variables (override env)
+    config_version: int = 0
+    config_reload: str = "restart"
+    config_signal: str = "SIGHUP"
+    config_webhook: str = "/-/reload"
+    generation: int = 0
+    volumes: dict[str, str] = field(default_factory=dict)  # name -> path (absolute, or in the revision)
+
+    def has(self, sidecar: str) -> bool:
+        return any(s.name == sidecar for s in self.sidecars)
 
 
-def resolve(app: App, platform: Platform) -> AppSpec:
+def resolve(app: App, platform: Platform, config: dict[str, str] | None = None) -> AppSpec:
+    """``config``: the app's variables at its current config version."""
     m = app.manifest
     if m.hosted:
         source = Source(
@@ -86,4 +97,11 @@ def resolve(app: App, platform: Platform) -> AppSpec:
         memory=m.resources.memory if m.resources else None,
         cpus=m.resources.cpus if m.resources else None,
         sidecars=tuple(sidecars),
+        config=dict(config or {}),
+        config_version=app.config,
+        config_reload=m.config.reload,
+        config_signal=m.config.signal,
+        config_webhook=m.config.webhook,
+        generation=app.generation,
+        volumes=dict(m.volumes),
     )

@@ -246,6 +246,111 @@ def create(ctx: Context, path: Path) -> None:
     ctx.emit(app, "\n".join(lines))
 
 
+@cli.command()
+@click.option(
+    "-f",
+    "--file",
+    "path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The app's changed manifest (YAML or JSON).",
+)
+@global_options
+@pass_ctx
+def apply(ctx: Context, path: Path) -> None:
+    """Change an existing app to its manifest: prints what changes and how it rolls out."""
+    from paas import manifest as manifest_mod
+
+    body = path.read_bytes()
+    name = manifest_mod.parse(body).name  # invalid: one clear error, before any request
+    kind = "application/json" if path.suffix == ".json" else "application/yaml"
+    result = ctx.client.apply(name, body, kind)
+    if not result["changes"]:
+        return ctx.emit(result, f"{name}: nothing to change")
+    how = {
+        "live": "rolled out live: a new instance beside the old one, switched when healthy",
+        "new pod": "the pod was replaced (these changes need a new pod)",
+    }.get(result["rollout"], result["rollout"])
+    lines = [f"{name}: {len(result['changes'])} change(s), {how}:"]
+    lines += [f"  {c['field']}: {_shown(c['old'])} -> {_shown(c['new'])}" for c in result["changes"]]
+    ctx.emit(result, "\n".join(lines))
+
+
+def _shown(value: object) -> str:
+    return "-" if value is None else json.dumps(value) if not isinstance(value, str) else value
+
+
+@cli.group(context_settings=CONTEXT)
+def config() -> None:
+    """An app's config variables (override its manifest's env; each change is a release)."""
+
+
+@config.command(name="get")
+@click.argument("name")
+@click.argument("key", required=False)
+@global_options
+@pass_ctx
+def config_get(ctx: Context, name: str, key: str | None) -> None:
+    """Show the app's variables (or one)."""
+    found = ctx.client.config(check_app_name(name))
+    if key is not None:
+        if key not in found["vars"]:
+            raise UserError(f"{name} has no config variable {key}")
+        return ctx.emit({key: found["vars"][key]}, found["vars"][key])
+    text = "\n".join(f"{k}={v}" for k, v in sorted(found["vars"].items())) or f"{name} has no config variables"
+    ctx.emit(found, text)
+
+
+@config.command(name="set")
+@click.argument("name")
+@click.argument("pairs", nargs=-1, required=True, metavar="KEY=VALUE...")
+@global_options
+@pass_ctx
+def config_set(ctx: Context, name: str, pairs: tuple[str, ...]) -> None:
+    """Set variables; the app takes them per its config.reload (default: a restart without downtime)."""
+    changes: dict[str, str | None] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.UsageError(f"{pair!r} is not KEY=VALUE")
+        changes[key] = value
+    _config_done(ctx, name, ctx.client.set_config(check_app_name(name), changes))
+
+
+@config.command(name="unset")
+@click.argument("name")
+@click.argument("keys", nargs=-1, required=True, metavar="KEY...")
+@global_options
+@pass_ctx
+def config_unset(ctx: Context, name: str, keys: tuple[str, ...]) -> None:
+    """Remove variables."""
+    _config_done(ctx, name, ctx.client.set_config(check_app_name(name), dict.fromkeys(keys)))
+
+
+def _config_done(ctx: Context, name: str, result: dict) -> None:
+    release = result.get("release")
+    if not result["changed"]:
+        text = f"{name}: config unchanged (v{result['version']})"
+    elif release:
+        text = f"{name}: v{release['number']} {release['status']} ({release['message']}), config v{result['version']}"
+    else:
+        text = f"{name}: config v{result['version']} stored; nothing serves yet, the next deploy starts with it"
+    ctx.emit(result, text)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--hard", is_flag=True, help="Recreate the pod instead (its volumes stay).")
+@global_options
+@pass_ctx
+def restart(ctx: Context, name: str, hard: bool) -> None:
+    """Restart an app without downtime: a new instance beside the old one, switched when healthy."""
+    result = ctx.client.restart(check_app_name(name), hard)
+    what = "pod recreated" if hard else "restarted"
+    tail = "" if result["serving"] else " (nothing serves yet)"
+    ctx.emit(result, f"{name}: {what} in {result['seconds']:.1f} s{tail}")
+
+
 @cli.command(name="list")
 @global_options
 @pass_ctx
@@ -292,6 +397,9 @@ def _status_lines(app: dict) -> list[str]:
         lines += [f"  {line}" for line in str(failure.get("reason") or "").splitlines()]
     if app.get("sync_error"):
         lines.append(f"git-sync:  {app['sync_error']}")
+    for volume in app.get("volumes", []):
+        size = _size(volume["bytes"]) if volume["bytes"] is not None else "size not known yet"
+        lines.append(f"volume:    {volume['name']} at {volume['path']} ({size})")
     sidecars = [f"{s['name']}{' (platform)' if s['from_platform'] else ''}" for s in app.get("sidecars", [])]
     lines.append(f"sidecars:  {', '.join(sidecars) if sidecars else '-'}")
     lines.append("containers:")

@@ -49,6 +49,19 @@ class Client:
     def get(self, name: str) -> dict:
         return self.request("GET", f"/apps/{name}").json()
 
+    def apply(self, name: str, manifest: bytes, content_type: str) -> dict:
+        return self.request("PUT", f"/apps/{name}", data=manifest, headers={"Content-Type": content_type},
+                            timeout=None).json()
+
+    def config(self, name: str) -> dict:
+        return self.request("GET", f"/apps/{name}/config").json()
+
+    def set_config(self, name: str, changes: dict[str, str | None]) -> dict:
+        return self.request("PUT", f"/apps/{name}/config", json=changes, timeout=None).json()
+
+    def restart(self, name: str, hard: bool = False) -> dict:
+        return self.request("POST", f"/apps/{name}/restart", json={"hard": hard}, timeout=None).json()
+
     def delete(self, name: str) -> dict:
         return self.request("DELETE", f"/apps/{name}").json()
 

@@ -13,6 +13,7 @@ from paas.appspec import Platform
 from paas.backends.base import Backend
 from paas.deploys import Deploys
 from paas.errors import BackendUnavailable, Conflict, PaasError, PortInUse
+from paas.lifecycle import Lifecycle, check_variables
 from paas.manifest import Manifest
 from paas.names import check_app_name
 from paas.reconciler import Reconciler
@@ -47,6 +48,7 @@ class ControlPlane:
             verify=_vouched,
         )
         self.deploys = Deploys(self.store, self.repos, backend, self.reconciler, settings.sync_trigger)
+        self.lifecycle = Lifecycle(self.store, backend, self.reconciler, self.deploys)
 
     def start(self) -> None:
         apps = self.store.list_apps()
@@ -67,6 +69,7 @@ class ControlPlane:
         """Store a new app from its manifest text; its pod starts on the next reconcile."""
         m = manifest_mod.parse(text)
         with self.reconciler.lock:
+            self.lifecycle.check(App(m.name, m, 0, "", 0.0))
             port = self._port_for(m)
             app = self.store.create_app(m, port, secrets.token_urlsafe(24), m.source.password)
             if m.hosted:
@@ -139,6 +142,25 @@ class ControlPlane:
 
     def rollback(self, name: str, target: str | None = None) -> tuple[Release, Release]:
         return self.deploys.rollback(self.app(name), target)
+
+    # changes after creation
+
+    def apply(self, name: str, text: str | bytes) -> dict:
+        app = self.app(name)
+        m = manifest_mod.parse(text)
+        with self.reconciler.lock:
+            port = app.port if m.port in (None, app.port) else self._port_for(m)
+        result = self.lifecycle.apply(app, m, port)
+        return result | {"app": self.describe(name)}
+
+    def config(self, name: str) -> dict:
+        return self.lifecycle.config(self.app(name))
+
+    def set_config(self, name: str, changes: object) -> dict:
+        return self.lifecycle.set_config(self.app(name), check_variables(changes))
+
+    def restart(self, name: str, hard: bool = False) -> dict:
+        return self.lifecycle.restart(self.app(name), hard)
 
     def _release_failed(self, app: App, release: Release) -> None:
         self.deploys.release_failed(app, release)

@@ -101,10 +101,13 @@ class Deploys:
         self.repos.reset_branch(app.name, app.manifest.source.ref, before, release.revision)
 
     def release_failed(self, app: App, release: Release) -> None:
-        """The reconciler saw ``release`` fail: the deploy ref goes back to what serves."""
+        """The reconciler saw ``release`` fail: the deploy ref and the config go back to
+        what serves."""
+        serving = self.store.served(app.name)
         if app.manifest.hosted and self.repos.deployed(app.name) == release.revision:
-            serving = self.store.served(app.name)
             self.repos.deploy(app.name, serving.revision if serving else None)
+        if serving is not None and app.config == release.config != serving.config:
+            self.store.use_config(app.name, serving.config)
 
     def sync_now(self, name: str) -> None:
         """Tell the pod's git-sync to sync at once: `POST /sync` (ours answers with the new
@@ -162,14 +165,16 @@ class Deploys:
             chosen = _find_served(releases, target, name)
         # What pods are told to serve: the serving release, or one being deployed over it.
         deployed = self.repos.deployed(name) or (serving.revision if serving else None)
-        if chosen.revision == deployed:
+        if (chosen.revision, chosen.config) == (deployed, app.config):
             being = "serves" if serving and serving.revision == deployed else "is deploying"
             raise InvalidInput(f"{name} {being} {_label(releases, chosen)} already")
         original = _original(releases, chosen)
         with self.reconciler.lock:
             self.repos.deploy(name, chosen.revision)
+            self.store.use_config(name, chosen.config)  # a release is its code and its config
             release = self.store.add_release(
-                name, chosen.revision, message=f"rollback to v{original.number} ({original.message})"
+                name, chosen.revision, message=f"rollback to v{original.number} ({original.message})",
+                config=chosen.config,
             )
         self.store.add_event(name, "deploy", f"v{release.number}: rollback to v{original.number} ({chosen.revision[:12]})")
         self.sync_now(name)
@@ -205,6 +210,8 @@ class Deploys:
                 wanted = served.revision if served else None
                 if self.repos.deployed(app.name) != wanted:
                     self.repos.deploy(app.name, wanted)
+                if served is not None and app.config != served.config:
+                    self.store.use_config(app.name, served.config)
 
 
 def _previous(releases: list[Release], serving: Release | None) -> Release:
@@ -212,9 +219,12 @@ def _previous(releases: list[Release], serving: Release | None) -> Release:
     if serving is None:
         raise InvalidInput("nothing serves yet, so there is nothing to roll back from")
     for r in releases:
-        if r.number < serving.number and r.status in st.SERVED and r.revision != serving.revision:
+        if r.number < serving.number and r.status in st.SERVED and (r.revision, r.config) != (
+            serving.revision,
+            serving.config,
+        ):
             return r
-    raise InvalidInput(f"no release served before v{serving.number} (with other code) to roll back to")
+    raise InvalidInput(f"no release served before v{serving.number} (with other code or config) to roll back to")
 
 
 def _find_served(releases: list[Release], target: str, app: str) -> Release:
@@ -241,8 +251,9 @@ def _find_served(releases: list[Release], target: str, app: str) -> Release:
 
 
 def _original(releases: list[Release], release: Release) -> Release:
-    """The first release of ``release``'s revision: what a rollback message names."""
-    return min((r for r in releases if r.revision == release.revision), key=lambda r: r.number)
+    """The first release of ``release``'s revision and config: what a rollback message names."""
+    same = [r for r in releases if (r.revision, r.config) == (release.revision, release.config)]
+    return min(same, key=lambda r: r.number)
 
 
 def _label(releases: list[Release], release: Release) -> str:

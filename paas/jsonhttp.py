@@ -20,11 +20,15 @@ class Unreachable(Exception):
         self.refused = refused
 
 
-def call(method: str, url: str, timeout: float, params: dict[str, str] | None = None) -> tuple[int, Any]:
-    """(status, the answer's JSON, or None if it wasn't JSON); raises Unreachable."""
+def call(
+    method: str, url: str, timeout: float, params: dict[str, str] | None = None, body: Any = None
+) -> tuple[int, Any]:
+    """(status, the answer's JSON, or None if it wasn't JSON); ``body`` is sent as JSON.
+    Raises Unreachable."""
     if params:
         url = f"{url}?{urllib.parse.urlencode(params)}"
-    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    data = json.dumps(body).encode() if body is not None else (b"" if method in ("POST", "PUT") else None)
+    request = urllib.request.Request(url, method=method, data=data, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             status, body = response.status, response.read(MAX_BYTES)

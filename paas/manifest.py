@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -163,6 +164,52 @@ class Resources(BaseModel):
         return value
 
 
+RELOADS = ("restart", "signal", "webhook", "none")
+_VOLUME_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,28}[a-z0-9])?$")
+# Where a volume may not go: the pod's own volume and the platform's files.
+_RESERVED_PATHS = ("/workspace", "/etc/paas", "/proc", "/sys", "/dev")
+
+
+class Config(BaseModel):
+    """How the app learns of a change of its config variables (`paas config set`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reload: Literal["restart", "signal", "webhook", "none"] = "restart"
+    signal: str = "SIGHUP"  # with reload: signal, sent to the app's main process
+    webhook: str = "/-/reload"  # with reload: webhook, POSTed to on the app's own port
+
+    @field_validator("signal")
+    @classmethod
+    def _signal(cls, value: str) -> str:
+        name = value.upper() if value.upper().startswith("SIG") else f"SIG{value.upper()}"
+        if name not in signal.Signals.__members__ or name in ("SIGKILL", "SIGSTOP"):
+            raise ValueError("must be a signal name such as SIGHUP or SIGUSR1")
+        return name
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook(cls, value: str) -> str:
+        if not value.startswith("/") or any(c.isspace() for c in value):
+            raise ValueError("must be a URL path starting with '/'")
+        return value
+
+
+def _volume_problem(name: str, path: str) -> str | None:
+    if not _VOLUME_NAME.match(name):
+        return f"{name!r} is not a volume name (lowercase letters, digits and '-', 1-30 characters)"
+    if not isinstance(path, str) or not path.strip() or any(c in path for c in "\0\n"):
+        return f"{name}: the path must be a directory path, absolute or relative to the app's root"
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts or not parts:
+        return f"{name}: the path {path!r} must not be the root or go up with '..'"
+    if path.startswith("/") and any(path == r or path.startswith(r + "/") for r in _RESERVED_PATHS):
+        return f"{name}: {path} is the platform's; pick another path"
+    if parts[0] == ".git":
+        return f"{name}: {path} is git's"
+    return None
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -175,6 +222,8 @@ class Manifest(BaseModel):
     healthcheck: Healthcheck = Field(default_factory=Healthcheck)
     sidecars: list[str] = Field(default_factory=list)
     decline_sidecars: list[str] = Field(default_factory=list)
+    config: Config = Field(default_factory=Config)
+    volumes: dict[str, str] = Field(default_factory=dict)
     resources: Resources | None = None
 
     @field_validator("name")
@@ -199,7 +248,7 @@ class Manifest(BaseModel):
                 problems.append(f"{key} must be a string, number or boolean")
         if problems:
             raise ValueError("; ".join(problems))
-        return {k: _env_str(v) for k, v in value.items()}
+        return {k: env_str(v) for k, v in value.items()}
 
     @field_validator("sidecars", "decline_sidecars")
     @classmethod
@@ -212,6 +261,19 @@ class Manifest(BaseModel):
             raise ValueError("lists a sidecar twice")
         return value
 
+    @field_validator("volumes")
+    @classmethod
+    def _volumes(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = [p for name, path in value.items() if (p := _volume_problem(name, path))]
+        if len(value) > 10:
+            problems.append("at most 10 volumes")
+        paths = [path.strip("/") for path in value.values()]
+        if len(set(paths)) != len(paths):
+            problems.append("two volumes at the same path")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return {name: path.rstrip("/") for name, path in value.items()}
+
     @property
     def hosted(self) -> bool:
         """True when the platform hosts the repo (push-to-deploy) rather than polling a remote."""
@@ -221,7 +283,7 @@ class Manifest(BaseModel):
         return self.model_dump(mode="json")
 
 
-def _env_str(value: Any) -> str:
+def env_str(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -243,7 +305,7 @@ def _message(error: ErrorDetails) -> str:
     if kind == "value_error":
         return str(error["ctx"]["error"])
     if kind == "literal_error":
-        return f"must be one of: {', '.join(RUNTIMES)}"
+        return f"must be one of {error['ctx']['expected']}"
     message = error["msg"]
     return message[0].lower() + message[1:]
 
@@ -257,6 +319,21 @@ def validate(data: Any) -> Manifest:
     except ValidationError as e:
         details = [f"{_field_path(err['loc'])}: {_message(err)}" for err in e.errors()]
         raise InvalidManifest(f"invalid manifest: {'; '.join(details)}", details) from None
+
+
+def lenient(data: Any) -> Manifest:
+    """A stored manifest that no longer validates, with its offending fields at their defaults."""
+    fields = dict(data) if isinstance(data, dict) else {}
+    for _ in range(len(fields) + 1):
+        try:
+            return Manifest.model_validate(fields)
+        except ValidationError as e:
+            bad = {err["loc"][0] for err in e.errors() if err["loc"]} - {"name"}
+            if not bad:
+                break
+            for key in bad:
+                fields.pop(key, None)
+    return Manifest.model_construct(name=str(fields.get("name", "")))
 
 
 def parse(text: str | bytes) -> Manifest:

@@ -27,8 +27,10 @@ from dataclasses import asdict, dataclass, field
 # Roles
 SYNC, APP, SIDECAR = "sync", "runtime", "sidecar"
 # Volume kinds: the pod's own (emptyDir), shared by every pod of the platform (a cache),
-# or secret files (a Kubernetes Secret; files copied in before start on Docker).
-POD, SHARED, SECRET = "pod", "shared", "secret"
+# secret files (a Kubernetes Secret; files copied in before start on Docker), or the app's
+# persistent data (a PersistentVolumeClaim): kept when the pod is replaced, removed only
+# with the app.
+POD, SHARED, SECRET, PERSISTENT = "pod", "shared", "secret", "persistent"
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,19 @@ class Status:
 
 
 @dataclass(frozen=True)
+class Push:
+    """A document the control plane keeps delivered to a running container (`PUT path` on the
+    named port) — its live settings, an app's config — without replacing the pod: whenever
+    the container's status (``key``) reports another version than ``version``."""
+
+    port: str
+    path: str
+    body: dict
+    version: str
+    key: str
+
+
+@dataclass(frozen=True)
 class Resources:
     memory: str | None = None  # docker's syntax: 256m, 1g
     cpus: float | None = None
@@ -91,6 +106,12 @@ class Container:
     # reads them into PodStatus.reports.
     reports: dict[str, str] = field(default_factory=dict)
     platform: bool = False  # a sidecar the platform added (PAAS_DEFAULT_SIDECARS)
+    # Where the container reaches another one's port: variable -> (container, port name); a
+    # backend sets it to HOST:PORT as seen from inside the pod.
+    peers: dict[str, tuple[str, str]] = field(default_factory=dict)
+    pushes: tuple[Push, ...] = ()
+    # Variables whose value a push keeps current: a change of them alone doesn't replace the pod.
+    live_env: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,8 +124,17 @@ class PodSpec:
 
     @property
     def digest(self) -> str:
-        """Changes whenever anything a backend realises changes, so a pod can be compared."""
-        body = json.dumps(asdict(self), sort_keys=True).encode()
+        """Changes whenever anything a backend realises changes, so a pod can be compared;
+        what pushes keep current (and their variables) is left out, and the readiness check
+        (the health check, which the runtime takes live; an orchestrator that probes it sees
+        its own rendering change)."""
+        shape = asdict(self)
+        for container in shape["containers"]:
+            container.pop("pushes")
+            container.pop("readiness")
+            for name in container["live_env"]:
+                container["env"].pop(name, None)
+        body = json.dumps(shape, sort_keys=True).encode()
         return hashlib.sha256(body).hexdigest()[:16]
 
     def role(self, role: str) -> Container | None:

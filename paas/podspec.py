@@ -11,11 +11,16 @@ Paths are inside the pod: the shared volume is mounted at ``WORKSPACE``, secret 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
+
 from paas import __version__
 from paas.appspec import AppSpec, Platform
 from paas.errors import InvalidInput
 from paas.podmodel import (
     APP,
+    PERSISTENT,
     SECRET,
     SHARED,
     SIDECAR,
@@ -24,12 +29,13 @@ from paas.podmodel import (
     Mount,
     PodSpec,
     Port,
+    Push,
     Readiness,
     Resources,
     Status,
     Volume,
 )
-from paas.sidecars import REGISTRY, available
+from paas.sidecars import CONFIG, CONFIG_DIR, REGISTRY, available
 
 WORKSPACE = "/workspace"
 CACHE = f"{WORKSPACE}/cache"
@@ -42,12 +48,15 @@ GIT_SYNC, RUNTIME = "git-sync", "runtime"
 PASSWORD_FILE = "git-password"
 # git-sync syncs at once on this signal: how a push reaches a git-sync without POST /sync.
 SYNC_SIGNAL = "SIGHUP"
+SETTINGS_FILE = f"{WORKSPACE}/.paas-settings.json"
+VOLUMES = f"{WORKSPACE}/volumes"  # where a volume linked into the revision is mounted
 
 
 def build(app: AppSpec, platform: Platform) -> PodSpec:
     """The pod for ``app``; raises InvalidInput for a sidecar no declaration names."""
     workspace = Mount("workspace", WORKSPACE)
     volumes = [Volume("workspace"), Volume("cache", SHARED)]
+    volumes += [Volume(f"vol-{name}", PERSISTENT) for name in sorted(app.volumes)]
     sync_mounts = [workspace]
     if app.source.password:
         volumes.append(Volume("secrets", SECRET, {PASSWORD_FILE: app.source.password}))
@@ -58,7 +67,7 @@ def build(app: AppSpec, platform: Platform) -> PodSpec:
         kind = REGISTRY.get(sidecar.name)
         if kind is None:
             raise InvalidInput(f"unknown sidecar {sidecar.name!r}; available: {available()}")
-        share_pid = share_pid or kind.share_pid
+        share_pid = share_pid or kind.share_pid(app)
         containers.append(
             Container(
                 kind.name,
@@ -69,7 +78,10 @@ def build(app: AppSpec, platform: Platform) -> PodSpec:
                 ports=kind.ports,
                 mounts=kind.mounts,
                 readiness=kind.readiness,
+                status=kind.status,
                 platform=sidecar.from_platform,
+                peers=dict(kind.peers),
+                pushes=(_config_push(app),) if kind.name == CONFIG else (),
             )
         )
     return PodSpec(
@@ -114,16 +126,68 @@ def _sync(app: AppSpec, platform: Platform, mounts: tuple[Mount, ...]) -> Contai
     )
 
 
+def settings(app: AppSpec) -> dict:
+    """The runtime's live settings (`paas_runtime.live`): what it runs and how, changed
+    without a new pod — a change is rolled out as a new instance beside the old one."""
+    body = {
+        "run": app.run,
+        "healthcheck": app.healthcheck_path,
+        "health_timeout": float(app.healthcheck_timeout),
+        "env": dict(app.env),
+        "config": dict(app.config),
+        "config_version": app.config_version,
+        "config_reload": app.config_reload,
+        "generation": app.generation,
+    }
+    body["version"] = _version(body)
+    return body | {"issued": time.time()}
+
+
+def _version(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _config_push(app: AppSpec) -> Push:
+    """The config sidecar's document: the variables and how the app takes them."""
+    body = {
+        "version": app.config_version,
+        "vars": dict(app.config),
+        "reload": app.config_reload,
+        "signal": app.config_signal,
+        "webhook": app.config_webhook,
+    }
+    return Push("http", "/config", body, str(app.config_version), "version")
+
+
+def _volume_mounts(app: AppSpec) -> tuple[dict[str, str], list[Mount], dict[str, str]]:
+    """Env telling the app where each volume is, the runtime's mounts of them, and the
+    volumes linked into each revision (path in the revision -> variable)."""
+    env, mounts, links = {}, [], {}
+    for name, path in sorted(app.volumes.items()):
+        variable = f"PAAS_VOLUME_{name.upper().replace('-', '_')}"
+        where = path if path.startswith("/") else f"{VOLUMES}/{name}"
+        env[variable] = where
+        mounts.append(Mount(f"vol-{name}", where))
+        if not path.startswith("/"):
+            links[path] = variable
+    return env, mounts, links
+
+
 def _runtime(app: AppSpec, workspace: Mount) -> Container:
-    env = dict(app.env) | {
+    volume_env, volume_mounts, links = _volume_mounts(app)
+    live = settings(app)
+    env = {
         "PORT": str(app.port),
         "PAAS_APP_DIR": LINK,
-        "PAAS_RUN": app.run or "",
         "PAAS_RUNTIME": app.runtime or "",
-        "PAAS_HEALTHCHECK": app.healthcheck_path,
-        "PAAS_HEALTH_TIMEOUT": str(app.healthcheck_timeout),
         "PAAS_CACHE_DIR": CACHE,
+        "PAAS_CONFIG_DIR": CONFIG_DIR,
+        "PAAS_SETTINGS_FILE": SETTINGS_FILE,
+        "PAAS_SETTINGS": json.dumps(live),
+        **volume_env,
     }
+    if links:
+        env["PAAS_VOLUME_LINKS"] = json.dumps(links)
     # The node image is a superset (python, node, static): it serves apps whose runtime is detected.
     image = f"paas-runtime-{app.runtime or 'node'}:{__version__}"
     resources = Resources(app.memory, app.cpus) if app.memory or app.cpus else None
@@ -137,8 +201,10 @@ def _runtime(app: AppSpec, workspace: Mount) -> Container:
             Port("http", app.port, publish=True, bind_env="PAAS_BIND"),
             Port("status", STATUS_PORT, bind_env="PAAS_STATUS_BIND"),
         ),
-        mounts=(workspace, Mount("cache", CACHE)),
+        mounts=(workspace, Mount("cache", CACHE), *volume_mounts),
         resources=resources,
         readiness=Readiness("http", app.healthcheck_path),
         status=Status("status", "/status"),
+        pushes=(Push("status", "/settings", live, live["version"], "received"),),
+        live_env=("PAAS_SETTINGS",),
     )

@@ -20,15 +20,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from paas import appspec, podspec, store
+from paas import appspec, jsonhttp, podspec, store
 from paas.appspec import Platform
 from paas.backends.base import Backend, PodStatus
 from paas.errors import PaasError
+from paas.podmodel import PodSpec
 from paas.store import App, Release, Store
 
 log = logging.getLogger("paas.reconciler")
 # While someone waits for a deploy's outcome (a push), passes come this often.
 WATCH_INTERVAL = 0.1
+PUSH_TIMEOUT = 5.0
 
 
 class Reconciler:
@@ -133,7 +135,9 @@ class Reconciler:
             self.passes += 1
 
     def _reconcile_app(self, app: App, pod: PodStatus | None) -> None:
-        spec = podspec.build(appspec.resolve(app, self.platform), self.platform)
+        if app.problem:
+            raise PaasError(f"the stored manifest is no longer valid ({app.problem}): its pod is left as it is")
+        spec = podspec.build(self.spec(app), self.platform)
         if pod is None or not pod.matches(spec):
             done = self.backend.apply(spec)
             if done:
@@ -141,6 +145,30 @@ class Reconciler:
         self._errors.pop(app.name, None)
         if pod is not None:
             self._observe(app, pod)
+            self._deliver(spec, pod)
+
+    def spec(self, app: App) -> appspec.AppSpec:
+        """The app spec of ``app``: its manifest and config resolved against the platform."""
+        return appspec.resolve(app, self.platform, self.store.config(app.name, app.config))
+
+    def _deliver(self, spec: PodSpec, pod: PodStatus) -> None:
+        """Deliver each push whose container reports another version than the wanted one."""
+        running = {c.name for c in pod.containers if c.state == "running"}
+        for container in spec.containers:
+            for push in container.pushes:
+                reported = pod.statuses.get(container.name, {}).get(push.key)
+                if container.name not in running or str(reported) == push.version:
+                    continue
+                url = self.backend.endpoint(spec.app, container.name, push.port)
+                if url is None:
+                    continue
+                try:
+                    status, answer = jsonhttp.call("PUT", f"{url}{push.path}", PUSH_TIMEOUT, body=push.body)
+                except jsonhttp.Unreachable:
+                    continue  # starting: the next pass delivers it
+                if status >= 400:
+                    error = answer.get("error") if isinstance(answer, dict) else f"HTTP {status}"
+                    raise PaasError(f"{container.name} refused its {push.path.strip('/')}: {error}")
 
     def _error(self, app: str, message: str) -> None:
         """Record an error with an app's pod once (not once per pass)."""
@@ -161,14 +189,14 @@ class Reconciler:
                 self._restarts[(name, c.name)] = c.restarts
                 self.store.set_restarts(name, c.name, c.restarts)
         releases = self.store.releases(name)
-        serving = pod.runtime.serving
+        serving, config = pod.runtime.serving, pod.runtime.config_version
         if serving:
-            current = self._known(app, releases, serving)
+            current = self._known(app, releases, serving, config)
             if current is not None:
                 self._serves(name, releases, current)
         failed = pod.runtime.failed
-        if failed is not None and failed.revision and failed.revision != serving:
-            release = next((r for r in releases if r.revision == failed.revision), None)
+        if failed is not None and failed.revision and (failed.revision, failed.config_version) != (serving, config):
+            release = _release_of(releases, failed.revision, failed.config_version)
             if release is not None and release.status == store.PENDING:
                 reason = (failed.reason or "the new revision failed")[-8000:]
                 self.store.set_release_status(name, release.number, store.FAILED, reason)
@@ -177,14 +205,15 @@ class Reconciler:
                 if self.on_failed is not None:
                     self.on_failed(app, release)
 
-    def _known(self, app: App, releases: list[Release], revision: str) -> Release | None:
-        """The release a serving revision belongs to; a new one for a vouched-for remote revision."""
-        current = next((r for r in releases if r.revision == revision), None)
+    def _known(self, app: App, releases: list[Release], revision: str, config: int) -> Release | None:
+        """The release a serving revision (with its config) belongs to; a new one for a
+        vouched-for remote revision."""
+        current = _release_of(releases, revision, config)
         if current is not None or (app.name, revision) in self._unknown:
             return current
         if not app.manifest.hosted and self.verify is not None and self.verify(app, revision):
             source = app.manifest.source
-            return self.store.add_release(app.name, revision, store.PENDING, f"synced from {source.ref}")
+            return self.store.add_release(app.name, revision, store.PENDING, f"synced from {source.ref}", config)
         self._unknown.add((app.name, revision))
         self.store.add_event(
             app.name, "error", f"the pod reports serving {revision[:12]}, a revision this app never deployed"
@@ -204,3 +233,10 @@ class Reconciler:
         for r in releases:
             if r.status == store.PENDING and r.number < number:
                 self.store.set_release_status(app, r.number, store.CANCELLED, "a newer release came first")
+
+
+def _release_of(releases: list[Release], revision: str, config: int) -> Release | None:
+    """The newest release of ``revision`` with ``config``; with none, of ``revision`` (a
+    release stored before config versions existed)."""
+    exact = next((r for r in releases if r.revision == revision and r.config == config), None)
+    return exact or next((r for r in releases if r.revision == revision and r.config == 0), None)

@@ -18,6 +18,7 @@ class Failure(BaseModel):
     revision: str = ""
     reason: str = ""
     at: float = 0.0
+    config_version: int = 0
 
 
 class Step(BaseModel):
@@ -45,6 +46,9 @@ class Instance(BaseModel):
     state: str = ""  # starting | serving | draining
     traffic: str | None = None
     port: int = 0
+    main_pid: int = 0
+    settings: str = ""
+    config_version: int = 0
 
 
 class RuntimeStatus(BaseModel):
@@ -60,6 +64,10 @@ class RuntimeStatus(BaseModel):
     events: list[Event] = []
     steps: list[Step] = []
     instances: list[Instance] = []
+    settings: str = ""  # the version of the live settings what serves runs with
+    received: str = ""  # the version of the live settings last given to it
+    config_version: int = 0  # the config version what serves runs with
+    volumes: dict[str, int] = {}  # name -> bytes
 
 
 def parse(data: Any) -> RuntimeStatus:

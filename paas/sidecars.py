@@ -9,10 +9,12 @@ and how to tell it is ready. ``paas.podspec`` turns a declaration into a contain
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from paas import __version__
-from paas.podmodel import Mount, Port, Readiness
+from paas.podmodel import Mount, Port, Readiness, Status
 
 
 @dataclass(frozen=True)
@@ -24,11 +26,16 @@ class SidecarKind:
     ports: tuple[Port, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     mounts: tuple[Mount, ...] = ()
-    share_pid: bool = False  # must see every process of the pod
+    share_pid: Callable[[Any], bool] = lambda app: False  # must it see every process of the pod?
     readiness: Readiness | None = None
+    status: Status | None = None
+    # Where it reaches another container's port: variable -> (container, port name).
+    peers: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 TOPZ, TOPZ_PORT = "topz", 8077
+CONFIG, CONFIG_PORT = "config", 8076
+CONFIG_DIR = "/workspace/config"
 
 REGISTRY: dict[str, SidecarKind] = {
     TOPZ: SidecarKind(
@@ -37,8 +44,22 @@ REGISTRY: dict[str, SidecarKind] = {
         image=f"paas-topz:{__version__}",
         command=("paas-topz",),
         ports=(Port("http", TOPZ_PORT, bind_env="TOPZ_ADDR"),),
-        share_pid=True,
+        share_pid=lambda app: True,
         readiness=Readiness("http", "/healthz"),
+    ),
+    CONFIG: SidecarKind(
+        name=CONFIG,
+        description="the app's config written to $PAAS_CONFIG_DIR, and the app told (restart, signal, webhook)",
+        image=f"paas-config:{__version__}",
+        command=("paas-config",),
+        ports=(Port("http", CONFIG_PORT, bind_env="CONFIG_ADDR"),),
+        env={"PAAS_CONFIG_DIR": CONFIG_DIR},
+        mounts=(Mount("workspace", "/workspace"),),
+        # To signal the app's main process it must see it.
+        share_pid=lambda app: app.config_reload == "signal",
+        readiness=Readiness("http", "/healthz"),
+        status=Status("http", "/status"),
+        peers={"CONFIG_RUNTIME": ("runtime", "status"), "CONFIG_APP": ("runtime", "http")},
     ),
 }
 

@@ -74,6 +74,10 @@ def describe(app: App, pod: PodStatus | None, releases: list[Release], events: l
         "crashes": runtime.restarts,
         "last_crash": next((e.message for e in reversed(runtime.events) if e.event == "crashed"), None),
         "instances": [i.model_dump() for i in runtime.instances],
+        "volumes": [
+            {"name": name, "path": path, "bytes": runtime.volumes.get(name)}
+            for name, path in sorted(app.manifest.volumes.items())
+        ],
         "sidecars": [
             {"name": c.name, "from_platform": c.platform, "state": c.state}
             for c in (pod.containers if pod else [])

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from paas import manifest as manifest_mod
-from paas.errors import AppExists, AppNotFound, PaasError, PortInUse, RevisionNotFound
+from paas.errors import AppExists, AppNotFound, InvalidManifest, PaasError, PortInUse, RevisionNotFound
 from paas.manifest import Manifest
 
 SCHEMA = """
@@ -58,6 +58,20 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (app, container)
     );
     """,
+    # Config: a versioned set of variables per app; each release carries the config version
+    # it serves with; `generation` counts the app's restarts (`paas restart`).
+    """
+    CREATE TABLE configs (
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        vars TEXT NOT NULL,
+        created REAL NOT NULL,
+        PRIMARY KEY (app, version)
+    );
+    ALTER TABLE apps ADD COLUMN config INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE apps ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE releases ADD COLUMN config INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 VERSION = len(MIGRATIONS)
 
@@ -78,12 +92,24 @@ class App:
     # The password of a remote repository given as user:password@ in the manifest: kept
     # apart from the manifest, handed to git-sync as a file, shown nowhere.
     git_password: str = field(default="", repr=False)
+    config: int = 0  # the config version pods are told to serve with (0: none set yet)
+    generation: int = 0  # bumped by each `paas restart`
+    # Why the stored manifest no longer validates (a rule tightened since it was stored):
+    # the app is listed and shown with it, and its pod is left as it is.
+    problem: str = ""
 
     def to_json(self) -> dict:
         manifest = self.manifest.to_dict()
         if self.git_password and manifest["source"]["repo"]:
             manifest["source"]["repo"] = manifest_mod.with_masked_password(manifest["source"]["repo"])
-        return {"name": self.name, "port": self.port, "created": self.created, "manifest": manifest}
+        return {
+            "name": self.name,
+            "port": self.port,
+            "created": self.created,
+            "manifest": manifest,
+            "config_version": self.config,
+            "problem": self.problem or None,
+        }
 
 
 @dataclass(frozen=True)
@@ -92,10 +118,11 @@ class Release:
     number: int
     revision: str
     status: str
-    message: str  # the commit's subject, or what the release is (a rollback)
+    message: str  # the commit's subject, or what the release is (a rollback, a config change)
     created: float
     updated: float
     reason: str = ""  # why it failed or was cancelled
+    config: int = 0  # the config version it serves with
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -158,7 +185,7 @@ class Store:
                 )
         except sqlite3.IntegrityError as e:
             if "apps.name" in str(e):
-                raise AppExists(f"app {app.name!r} already exists") from None
+                raise AppExists(f"app {app.name!r} already exists: change it with `paas apply -f FILE`") from None
             raise PortInUse(f"port {port} is already used by another app") from None
         return app
 
@@ -177,12 +204,65 @@ class Store:
         if not deleted:
             raise AppNotFound(f"app {name!r} not found")
 
+    def update_app(self, name: str, manifest: Manifest, port: int) -> App:
+        """Store a changed manifest (and port); raises PortInUse if the port is another app's."""
+        try:
+            with self._lock:
+                self._db.execute(
+                    "UPDATE apps SET manifest = ?, port = ? WHERE name = ?",
+                    (json.dumps(manifest.to_dict()), port, name),
+                )
+        except sqlite3.IntegrityError:
+            raise PortInUse(f"port {port} is already used by another app") from None
+        return self.get_app(name)
+
+    def restarted(self, name: str) -> int:
+        """Count a restart of the app; its new generation."""
+        with self._lock:
+            self._db.execute("UPDATE apps SET generation = generation + 1 WHERE name = ?", (name,))
+        return self.get_app(name).generation
+
+    # config
+
+    def config(self, app: str, version: int | None = None) -> dict[str, str]:
+        """The app's variables at ``version`` (default: its current one); {} before any."""
+        if version is None:
+            version = self.get_app(app).config
+        rows = self._query("SELECT vars FROM configs WHERE app = ? AND version = ?", (app, version))
+        return json.loads(rows[0]["vars"]) if rows else {}
+
+    def set_config(self, app: str, variables: dict[str, str]) -> int:
+        """Store ``variables`` as the app's next config version and make it current."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                (version,) = self._db.execute(
+                    "SELECT COALESCE(MAX(version), 0) + 1 FROM configs WHERE app = ?", (app,)
+                ).fetchone()
+                self._db.execute(
+                    "INSERT INTO configs VALUES (?,?,?,?)", (app, version, json.dumps(variables), time.time())
+                )
+                self._db.execute("UPDATE apps SET config = ? WHERE name = ?", (version, app))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return version
+
+    def use_config(self, app: str, version: int) -> None:
+        """Make an existing config version current again (a rollback, a failed change undone)."""
+        with self._lock:
+            self._db.execute("UPDATE apps SET config = ? WHERE name = ?", (version, app))
+
     def used_ports(self) -> set[int]:
         return {row["port"] for row in self._query("SELECT port FROM apps")}
 
     # releases
 
-    def add_release(self, app: str, revision: str, status: str = PENDING, message: str = "") -> Release:
+    def add_release(
+        self, app: str, revision: str, status: str = PENDING, message: str = "", config: int | None = None
+    ) -> Release:
+        """A new release of ``revision`` with ``config`` (default: the app's current config)."""
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -190,16 +270,18 @@ class Store:
                 (number,) = self._db.execute(
                     "SELECT COALESCE(MAX(number), 0) + 1 FROM releases WHERE app = ?", (app,)
                 ).fetchone()
+                if config is None:
+                    (config,) = self._db.execute("SELECT config FROM apps WHERE name = ?", (app,)).fetchone()
                 self._db.execute(
-                    "INSERT INTO releases (app, number, revision, status, message, created, updated)"
-                    " VALUES (?,?,?,?,?,?,?)",
-                    (app, number, revision, status, message, now, now),
+                    "INSERT INTO releases (app, number, revision, status, message, created, updated, config)"
+                    " VALUES (?,?,?,?,?,?,?,?)",
+                    (app, number, revision, status, message, now, now, config),
                 )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return Release(app, number, revision, status, message, now, now)
+        return Release(app, number, revision, status, message, now, now, "", config)
 
     def releases(self, app: str) -> list[Release]:
         """Newest first."""
@@ -253,5 +335,14 @@ class Store:
 
 
 def _app(row: sqlite3.Row) -> App:
-    manifest = manifest_mod.validate(json.loads(row["manifest"]))
-    return App(row["name"], manifest, row["port"], row["deploy_token"], row["created"], row["git_password"])
+    data = json.loads(row["manifest"])
+    problem = ""
+    try:
+        manifest = manifest_mod.validate(data)
+    except InvalidManifest as e:
+        # Stored when it was valid: keep the app listable, say what is wrong now.
+        manifest, problem = manifest_mod.lenient(data), e.message
+    return App(
+        row["name"], manifest, row["port"], row["deploy_token"], row["created"], row["git_password"],
+        row["config"], row["generation"], problem,
+    )

@@ -100,7 +100,7 @@ def test_duplicate_app_is_409_and_keeps_the_first(client, auth):
     first = create(client, auth, MANIFEST + "env: {A: first}\n").get_json()
     response = create(client, auth, MANIFEST + "env: {A: second}\n")
     assert response.status_code == 409
-    assert response.get_json()["error"] == "app 'hello' already exists"
+    assert response.get_json()["error"] == "app 'hello' already exists: change it with `paas apply -f FILE`"
     assert client.get("/api/v1/apps/hello", headers=auth).get_json()["manifest"] == first["manifest"]
 
 

@@ -97,5 +97,8 @@ class Backend(Protocol):
     def signal(self, app: str, container: str, signal: int) -> bool:
         """Send ``signal`` to a container's main process; whether it was running."""
 
+    def recreate(self, app: str) -> None:
+        """Replace the pod's containers (or processes) by new ones, keeping its volumes."""
+
     def close(self) -> None:
         """Release the backend; a backend whose pods die with the control plane stops them."""

@@ -33,7 +33,7 @@ from paas.backends.base import ContainerStatus, PodStatus, read_status
 from paas.backends.logfiles import LogWriter, follow_logs
 from paas.backends.logfiles import now as _now
 from paas.errors import BackendUnavailable
-from paas.podmodel import POD, SECRET, SHARED, Container, PodSpec, Volume
+from paas.podmodel import PERSISTENT, POD, SECRET, SHARED, Container, PodSpec, Volume
 
 BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 30.0
 STOP_GRACE = 5.0
@@ -150,6 +150,16 @@ class LocalBackend:
             self._stop(pod)
         shutil.rmtree(self.root / app, ignore_errors=True)
 
+    def recreate(self, app: str) -> None:
+        with self._lock:
+            pod = self._pods.get(app)
+        if pod is not None:
+            self._stop(pod)
+            fresh = self._prepare(pod.spec)
+            with self._lock:
+                self._pods[app] = fresh
+            self._wake.set()
+
     def pods(self) -> dict[str, PodStatus]:
         with self._lock:
             pods = list(self._pods.values())
@@ -221,6 +231,8 @@ class LocalBackend:
                     marker=marker,
                 )
             )
+        for p in processes:  # where each reaches the others' ports: on loopback, at their host port
+            p.env |= {var: f"127.0.0.1:{ports[peer]}" for var, peer in p.spec.peers.items() if peer in ports}
         return _Pod(spec, pod_dir, ports, processes, mounts)
 
     def _volume(self, pod_dir: Path, volume: Volume) -> Path:
@@ -229,8 +241,8 @@ class LocalBackend:
             path = self.root.parent / volume.name
         elif volume.kind == SECRET:
             return _write_secrets(pod_dir / volume.name, volume.files)
-        elif volume.kind == POD:
-            path = pod_dir / volume.name
+        elif volume.kind in (POD, PERSISTENT):  # both stay until the pod is removed
+            path = pod_dir / ("volumes" if volume.kind == PERSISTENT else "") / volume.name
         else:
             raise BackendUnavailable(f"the local backend has no volumes of kind {volume.kind!r}")
         path.mkdir(parents=True, exist_ok=True)

@@ -57,6 +57,33 @@ def get_app(name: str):
     return jsonify(_control().describe(name, _host()))
 
 
+@bp.put("/apps/<name>")
+def apply_app(name: str):
+    body = request.get_data(cache=False)
+    if not body.strip():
+        raise InvalidInput("send the changed manifest (YAML or JSON) as the request body")
+    return jsonify(_control().apply(name, body))
+
+
+@bp.get("/apps/<name>/config")
+def get_config(name: str):
+    return jsonify(_control().config(name))
+
+
+@bp.put("/apps/<name>/config")
+def set_config(name: str):
+    body = request.get_json(silent=True)
+    return jsonify(_control().set_config(name, body))
+
+
+@bp.post("/apps/<name>/restart")
+def restart(name: str):
+    body = request.get_json(silent=True) if request.data else {}
+    if not isinstance(body, dict) or not isinstance(body.get("hard", False), bool):
+        raise InvalidInput('send {"hard": true} for a new pod, or no body')
+    return jsonify(_control().restart(name, body.get("hard", False)))
+
+
 @bp.delete("/apps/<name>")
 def delete_app(name: str):
     _control().delete(name)

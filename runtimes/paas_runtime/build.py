@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import progress, snapshot
 from .errors import BuildFailed
+from .live import Live
 from .node import NodeRuntime
 from .python import PythonRuntime
 from .settings import Settings
@@ -36,6 +38,8 @@ class Plan:
     runtime: str
     command: str
     env: dict[str, str]
+    #: The live settings it was built with (command, health check, environment, config).
+    live: Live
 
     def discard(self) -> None:
         """Remove the snapshot once no instance of this plan can run again."""
@@ -70,29 +74,44 @@ def procfile_command(worktree: Path, process_type: str = "web") -> str | None:
     return None
 
 
-async def prepare(revision: Revision, settings: Settings) -> Plan:
-    """Snapshot ``revision``, choose its runtime and command, and build it; raises BuildFailed."""
+async def prepare(revision: Revision, settings: Settings, live: Live) -> Plan:
+    """Snapshot ``revision``, choose its runtime and command, and build it with the ``live``
+    settings; raises BuildFailed."""
     workdir = await _snapshot(revision, settings)
     try:
+        _link_volumes(workdir, settings.volume_links)
         runtime = choose_runtime(settings.runtime, workdir)
         progress.say(f"runtime {runtime.name} ({'as the manifest says' if settings.runtime else 'detected'})")
-        command, source = _command(settings, workdir, runtime)
+        command, source = _command(live.run, workdir, runtime)
         progress.say(f"command `{command}` ({source})")
         try:
-            env = await runtime.build(workdir, command, settings.cache_dir, settings.app_env)
+            env = await runtime.build(workdir, command, settings.cache_dir, settings.app_env | live.app_env())
         except OSError as e:  # an unwritable cache, a full disk
             raise BuildFailed(f"build failed: {e}") from e
     except BaseException:
         if workdir != revision.path:
             snapshot.remove(workdir)
         raise
-    return Plan(revision=revision, workdir=workdir, runtime=runtime.name, command=command, env=env)
+    return Plan(revision=revision, workdir=workdir, runtime=runtime.name, command=command, env=env, live=live)
 
 
-def _command(settings: Settings, workdir: Path, runtime: Runtime) -> tuple[str, str]:
+def _link_volumes(workdir: Path, links: dict[str, str]) -> None:
+    """Put each volume where the app expects it in its revision (a symlink to the volume)."""
+    for path, target in links.items():
+        place = workdir / path
+        if os.path.lexists(place):
+            raise BuildFailed(
+                f"the revision has {path!r}, where a volume is linked: remove it from the repository "
+                "(the volume keeps its files across deploys) or mount the volume elsewhere"
+            )
+        place.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, place)
+
+
+def _command(run: str | None, workdir: Path, runtime: Runtime) -> tuple[str, str]:
     """The command to run, and where it came from."""
-    if settings.run:
-        return settings.run, "the manifest's run"
+    if run:
+        return run, "the manifest's run"
     procfile = procfile_command(workdir)
     if procfile:
         return procfile, "the Procfile's web:"

@@ -199,6 +199,21 @@ def listening(pgid: int) -> list[str]:
     return sorted(found)
 
 
+def main_pid(leader: int) -> int:
+    """The app's own main process in an instance's group: the command's, not the `sh -c`
+    around it (a shell whose only child is the command), else the group's leader."""
+    try:
+        with open(f"/proc/{leader}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        with open(f"/proc/{leader}/task/{leader}/children") as f:
+            children = f.read().split()
+    except OSError:
+        return leader
+    if os.path.basename(argv[0]) in (b"sh", b"dash", b"bash") and len(children) == 1:
+        return int(children[0])
+    return leader
+
+
 def group_alive(pgid: int) -> bool:
     """Whether any process of group ``pgid`` still runs (zombies do not count).
 

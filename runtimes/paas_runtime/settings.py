@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import live
+from .live import Live
 
 DEFAULT_APP_DIR = "/workspace/current"
 
@@ -20,6 +24,9 @@ CONTRACT_VARS = (
     "PAAS_RUNTIME",
     "PAAS_CACHE_DIR",
     "PAAS_STATUS_BIND",
+    "PAAS_SETTINGS",
+    "PAAS_SETTINGS_FILE",
+    "PAAS_VOLUME_LINKS",
 )
 
 
@@ -35,16 +42,19 @@ class ConfigError(Exception):
 class Settings:
     port: int
     app_dir: Path
-    run: str | None
-    healthcheck: str
-    health_timeout: float
     runtime: str | None
     cache_dir: Path
     #: Where the status endpoint listens (HOST:PORT); empty: nowhere.
     status_bind: str
+    #: The settings the control plane may change while the app runs (see `live`): the ones
+    #: given in the environment, or the newer ones a previous run kept in `settings_file`.
+    live: Live = field(default_factory=Live)
+    settings_file: Path | None = None
     app_env: dict[str, str] = field(default_factory=dict)
     #: The address the public port listens on ("" for all of them).
     host: str = ""
+    #: Volumes linked into every revision: path in the revision -> the volume's directory.
+    volume_links: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], runtimes: tuple[str, ...]) -> Settings:
@@ -82,20 +92,37 @@ class Settings:
         if status_bind and not status_bind.rpartition(":")[2].isdigit():
             problems.append(f"PAAS_STATUS_BIND: must be HOST:PORT, got {status_bind!r}")
 
+        initial = Live(run=run, healthcheck=healthcheck, health_timeout=health_timeout)
+        if environ.get("PAAS_SETTINGS", "").strip():
+            try:
+                initial = live.parse(json.loads(environ["PAAS_SETTINGS"]))
+            except (ValueError, TypeError) as e:
+                problems.append(f"PAAS_SETTINGS: {e}")
+        raw_file = environ.get("PAAS_SETTINGS_FILE", "").strip()
+        settings_file = Path(raw_file).absolute() if raw_file else None
+        links: dict[str, str] = {}
+        if environ.get("PAAS_VOLUME_LINKS", "").strip():
+            try:
+                names = json.loads(environ["PAAS_VOLUME_LINKS"])
+                links = {str(path): environ[str(var)] for path, var in names.items()}
+            except (ValueError, TypeError, KeyError, AttributeError) as e:
+                problems.append(f"PAAS_VOLUME_LINKS: must map paths to PAAS_VOLUME_* variables that are set ({e})")
+
         if problems:
             raise ConfigError(problems)
         assert port is not None
+        kept = live.load(settings_file) if settings_file else None
         return cls(
             port=port,
             app_dir=app_dir,
-            run=run,
-            healthcheck=healthcheck,
-            health_timeout=health_timeout,
             runtime=runtime,
             cache_dir=cache_dir.absolute(),
             status_bind=status_bind,
+            live=live.newest(initial, kept),
+            settings_file=settings_file,
             app_env={k: v for k, v in environ.items() if k not in CONTRACT_VARS},
             host=host,
+            volume_links=links,
         )
 
 

@@ -25,6 +25,8 @@ class Failure:
     revision: str
     reason: str
     at: float = field(default_factory=time.time)
+    #: The config version it failed with (a new config can fail a revision that served).
+    config_version: int = 0
 
 
 @dataclass
@@ -67,6 +69,11 @@ class State:
     events: list[Event] = field(default_factory=list)
     #: What the newest deploy did so far, oldest first.
     steps: list[Step] = field(default_factory=list)
+    #: The live settings (their version) and the config version of what serves.
+    settings: str = ""
+    config_version: int = 0
+    #: The version of the live settings last received (`PUT /settings`), served or not.
+    received: str = ""
     updated: float = field(default_factory=time.time)
 
 

@@ -26,10 +26,10 @@ import logging
 import socket
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from . import build, process, progress, snapshot, status_server
+from . import build, live, process, progress, snapshot, status_server, volumes
 from .build import Plan
 from .errors import DeployFailed, ListenFailed, StartFailed
 from .handoff import Channel
@@ -84,6 +84,9 @@ class Supervisor:
         self.port = PublicPort(settings.port, settings.host)
         self.proxy = Proxy(self.port.proxy_listener)
         self.state = Status()
+        #: The live settings new instances are started with (see `paas_runtime.live`).
+        self.live = settings.live
+        self._volumes = volumes.Sizes(settings.app_env)
         self._target: Revision | None = None
         self._current: Instance | None = None
         self._instances: set[Instance] = set()
@@ -99,12 +102,15 @@ class Supervisor:
         endpoint = None
         if self.settings.status_bind:
             try:
-                endpoint = await status_server.serve(self.settings.status_bind, self.report)
+                endpoint = await status_server.serve(self.settings.status_bind, self.report, self.apply_settings)
             except OSError as e:
                 raise ListenFailed(f"cannot serve the status endpoint on {self.settings.status_bind}: {e}") from e
         log.info("listening on port %d, following %s", self.settings.port, self.settings.app_dir)
         await asyncio.to_thread(snapshot.clear, snapshot.root_for(self.settings.app_dir))
-        self.state.update(status="waiting")
+        self.state.update(
+            status="waiting", settings=self.live.version, config_version=self.live.config_version,
+            received=self.live.version,
+        )
         try:
             async for revision in watch(self.settings.app_dir, stop):
                 self._on_target(revision)
@@ -118,14 +124,39 @@ class Supervisor:
         instances = [
             {
                 "pid": i.group.pid,
+                "main_pid": process.main_pid(i.group.pid),
                 "revision": i.plan.revision.hash,
                 "state": "draining" if i.retiring else ("serving" if i is self._current else "starting"),
                 "traffic": ("direct" if i.direct else "proxied") if i is self._current else None,
                 "port": i.backend.port,
+                "settings": i.plan.live.version,
+                "config_version": i.plan.live.config_version,
             }
             for i in self._instances
         ]
-        return self.state.to_json() | {"instances": instances}
+        return self.state.to_json() | {"instances": instances, "volumes": self._volumes.get()}
+
+    def apply_settings(self, data: Any) -> dict[str, Any]:
+        """New live settings (`PUT /settings`): kept, and rolled out as a new instance of the
+        serving revision when they change how the app runs; raises ValueError if invalid."""
+        new = live.parse(data)
+        old, self.live = self.live, new
+        self.state.update(received=new.version)
+        if self.settings.settings_file is not None:
+            live.save(self.settings.settings_file, new)
+        reason = old.restart_reason(new)
+        if reason is None:
+            # Nothing to restart for: what serves runs with these settings (config variables
+            # the app reloads by itself reach it through the config sidecar).
+            if self._current is not None:
+                self._current.plan = replace(self._current.plan, live=new)
+            self.state.update(settings=new.version, config_version=new.config_version)
+        elif self._target is not None:
+            log.info("new settings (%s): a new instance of %s", reason, self._target.hash)
+            if self._deploy is not None:
+                self._deploy.cancel()
+            self._deploy = self._spawn(self._deploy_revision(self._target, because=reason))
+        return {"settings": new.version}
 
     # -- revisions -------------------------------------------------------------
 
@@ -140,17 +171,17 @@ class Supervisor:
         log.info("new revision %s", revision.hash)
         self._deploy = self._spawn(self._deploy_revision(revision))
 
-    async def _deploy_revision(self, revision: Revision) -> None:
+    async def _deploy_revision(self, revision: Revision, because: str | None = None) -> None:
         with progress.reporting(lambda text: self.state.step(revision.hash, text)):
-            await self._deploy_reporting(revision)
+            await self._deploy_reporting(revision, because)
 
-    async def _deploy_reporting(self, revision: Revision) -> None:
+    async def _deploy_reporting(self, revision: Revision, because: str | None) -> None:
         began = time.monotonic()
         self.state.update(status="building", target=revision.hash)
-        progress.say(f"building {revision.hash[:12]}")
+        progress.say(f"restarting {revision.hash[:12]}: {because}" if because else f"building {revision.hash[:12]}")
         plan: Plan | None = None
         try:
-            plan = await build.prepare(revision, self.settings)
+            plan = await build.prepare(revision, self.settings, self.live)
             self.state.update(status="starting")
             instance = await self._start(plan)
         except BaseException as e:
@@ -165,7 +196,11 @@ class Supervisor:
                 e.summary,
             )
             self.state.event(
-                "failed", revision.hash, e.summary, status="failed", failed=Failure(revision.hash, e.reason)
+                "failed",
+                revision.hash,
+                e.summary,
+                status="failed",
+                failed=Failure(revision.hash, e.reason, config_version=self.live.config_version),
             )
             return
         if self._restart is not None:
@@ -209,8 +244,8 @@ class Supervisor:
         self._instances.add(instance)
         log.info("started %s on 127.0.0.1:%d: %s", instance.name, port, plan.command)
         progress.say(
-            f"started `{plan.command}`; waiting for GET {self.settings.healthcheck} to answer "
-            f"(up to {self.settings.health_timeout:g} s)"
+            f"started `{plan.command}`; waiting for GET {plan.live.healthcheck} to answer "
+            f"(up to {plan.live.health_timeout:g} s)"
         )
         try:
             await self._until_healthy(instance)
@@ -220,7 +255,7 @@ class Supervisor:
         return instance
 
     async def _until_healthy(self, instance: Instance) -> None:
-        path, timeout = self.settings.healthcheck, self.settings.health_timeout
+        path, timeout = instance.plan.live.healthcheck, instance.plan.live.health_timeout
         deadline = time.monotonic() + timeout
         status: int | None = None
         while True:
@@ -272,6 +307,8 @@ class Supervisor:
             "serving": instance.plan.revision.hash,
             "runtime": instance.plan.runtime,
             "traffic": "direct" if instance.direct else "proxied",
+            "settings": instance.plan.live.version,
+            "config_version": instance.plan.live.config_version,
         }
         if instance.plan.revision == self._target:
             changes.update(status="serving", failed=None)
@@ -389,7 +426,9 @@ class Supervisor:
                     e.summary,
                     self._backoff,
                 )
-                changes: dict[str, Any] = {"failed": Failure(plan.revision.hash, e.reason)}
+                changes: dict[str, Any] = {
+                    "failed": Failure(plan.revision.hash, e.reason, config_version=plan.live.config_version)
+                }
                 if plan.revision == self._target and self._deploy_idle():
                     changes["status"] = "failed"
                 self.state.update(**changes)

@@ -78,6 +78,7 @@ IMAGES = (
     Image("runtime-node", "runtimes", "node/Dockerfile"),
     Image("runtime-static", "runtimes", "static/Dockerfile"),
     Image("topz", "sidecar-topz", "Dockerfile"),
+    Image("config", "sidecar-config", "Dockerfile"),
     Image("control-plane", ".", "Dockerfile"),
 )
 POD_IMAGES = tuple(i for i in IMAGES if i.name != "control-plane")

@@ -28,7 +28,7 @@ from docker.models.containers import Container as DockerContainer
 from paas.backends.base import ContainerStatus, PodStatus, read_status
 from paas.backends.docker import images
 from paas.errors import BackendUnavailable, PaasError
-from paas.podmodel import POD, SECRET, SHARED, Container, PodSpec, Volume
+from paas.podmodel import PERSISTENT, POD, SECRET, SHARED, Container, PodSpec, Volume
 
 INFRA = "pod"
 CONTROL_PLANE_ALIAS = "paas-control-plane"
@@ -102,6 +102,15 @@ class DockerBackend:
                     if e.status_code != 409 or time.monotonic() >= deadline:  # 409: still in use
                         raise
                     time.sleep(0.2)
+
+    def recreate(self, app: str) -> None:
+        """Remove the pod's containers; the next reconcile makes new ones on the same volumes."""
+        with self._lock:
+            try:
+                for c in self._containers(app):
+                    _quietly(c.remove, force=True)
+            except DockerException as e:
+                raise BackendError(f"docker could not recreate the pod of {app}: {images._reason(e)}") from None
 
     def pods(self) -> dict[str, PodStatus]:
         grouped: dict[str, list[DockerContainer]] = {}
@@ -183,6 +192,8 @@ class DockerBackend:
         for port in container.ports:  # the pod has its own network namespace: bind all, as declared
             if port.bind_env:
                 env[port.bind_env] = f"0.0.0.0:{port.number}"
+        numbers = {(c.name, p.name): p.number for c in spec.containers for p in c.ports}
+        env |= {var: f"127.0.0.1:{numbers[peer]}" for var, peer in container.peers.items() if peer in numbers}
         labels = self._labels(spec, container.name, restarts) | {
             "paas.role": container.role,
             "paas.platform": "1" if container.platform else "",
@@ -259,7 +270,7 @@ class DockerBackend:
         plane shares (a dependency cache, kept when apps go)."""
         if volume.kind == SHARED:
             name, labels = f"paas-{volume.name}-{self.instance}", {"paas.instance": self.instance, "paas.shared": "1"}
-        elif volume.kind == POD:
+        elif volume.kind in (POD, PERSISTENT):  # both go with the app (by label), not with the pod
             name, labels = _name(spec.app, volume.name), self._labels(spec)
         else:
             raise BackendError(f"the docker backend has no volumes of kind {volume.kind!r}")

@@ -1,0 +1,3 @@
+from paas_config.main import main
+
+raise SystemExit(main())
