@@ -21,12 +21,9 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from stats import percentile  # noqa: E402
+
 from helpers import ControlPlane, wait_for  # noqa: E402
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def timed(session: requests.Session, url: str, count: int) -> list[float]:

@@ -21,14 +21,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from stats import percentile  # noqa: E402
+
 from helpers import SAMPLES, ControlPlane, commit_change, get_text, sample_repo, wait_for  # noqa: E402
 
 APP = "hello-flask"
 
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def remove_cache_volume(data_dir: Path) -> None:

@@ -45,6 +45,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from stats import percentile  # noqa: E402
+
 from helpers import free_port, wait_for  # noqa: E402
 from runtime_harness import Load, Runtime, Workspace, get, out_of_order  # noqa: E402
 
@@ -65,10 +67,6 @@ process.on("SIGTERM", () => process.exit(0));
 """
 NODE_PACKAGE = '{"name": "bench", "version": "1.0.0", "private": true, "scripts": {"start": "node server.js"}}\n'
 
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def deploys_under_load(args: argparse.Namespace, base: Path, cache: Path) -> None:

@@ -19,12 +19,9 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from stats import percentile  # noqa: E402
+
 from helpers import ControlPlane, free_port, get_text, set_text, stdlib_app, stdlib_manifest, wait_for  # noqa: E402
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def idle_rss(seconds: float) -> float:

@@ -181,6 +181,7 @@ def up(
 ) -> None:
     """Run the control plane (API, git server, console) in the foreground."""
     from paas.server.serve import ControlPlaneServer
+    from paas.store import Store
 
     settings = Settings.load(
         {
@@ -195,6 +196,7 @@ def up(
     # First of all: a data directory a running control plane holds is left alone.
     lock.acquire(settings.data_dir, settings.url)
     _check_port_free(settings.host, settings.port)
+    Store.in_data_dir(settings.data_dir).close()  # migrated here, or refused in one sentence
     also_on: tuple[str, ...] = ()
     if settings.backend == "docker":
         from paas.backends import make_backend
@@ -219,22 +221,24 @@ def up(
     ControlPlaneServer(settings, also_on).run()
 
 
+def manifest_file(help_text: str) -> Callable[[Callable], Callable]:
+    """The `-f FILE` option of the commands that send a manifest."""
+    return click.option("-f", "--file", "path", required=True, help=help_text,
+                        type=click.Path(dir_okay=False, path_type=Path))
+
+
+def read_manifest(path: Path) -> tuple[bytes, str]:
+    """A manifest file's bytes and the content type they are sent as."""
+    return path.read_bytes(), "application/json" if path.suffix == ".json" else "application/yaml"
+
+
 @cli.command()
-@click.option(
-    "-f",
-    "--file",
-    "path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The app's manifest (YAML or JSON).",
-)
+@manifest_file("The app's manifest (YAML or JSON).")
 @global_options
 @pass_ctx
 def create(ctx: Context, path: Path) -> None:
     """Create an app from its manifest."""
-    body = path.read_bytes()
-    kind = "application/json" if path.suffix == ".json" else "application/yaml"
-    app = ctx.client.create(body, kind)
+    app = ctx.client.create(*read_manifest(path))
     lines = [f"created {app['name']} on port {app['port']}: {app['url']}"]
     if app["manifest"]["source"]["repo"] is None:
         branch = app["manifest"]["source"]["ref"]
@@ -247,23 +251,15 @@ def create(ctx: Context, path: Path) -> None:
 
 
 @cli.command()
-@click.option(
-    "-f",
-    "--file",
-    "path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The app's changed manifest (YAML or JSON).",
-)
+@manifest_file("The app's changed manifest (YAML or JSON).")
 @global_options
 @pass_ctx
 def apply(ctx: Context, path: Path) -> None:
     """Change an existing app to its manifest: prints what changes and how it rolls out."""
     from paas import manifest as manifest_mod
 
-    body = path.read_bytes()
+    body, kind = read_manifest(path)
     name = manifest_mod.parse(body).name  # invalid: one clear error, before any request
-    kind = "application/json" if path.suffix == ".json" else "application/yaml"
     result = ctx.client.apply(name, body, kind)
     if not result["changes"]:
         return ctx.emit(result, f"{name}: nothing to change")
@@ -381,6 +377,7 @@ def _status_lines(app: dict) -> list[str]:
     lines = [
         f"name:      {app['name']}",
         f"state:     {app['state']}",
+        *([f"problem:   {app['problem']}: fix it with `paas apply -f FILE`"] if app.get("problem") else []),
         f"url:       {app['url']}",
         f"runtime:   {runtime}",
         f"serving:   {_release_line(serving) if serving else '-'}",
@@ -488,9 +485,9 @@ def delete(ctx: Context, name: str, yes: bool) -> None:
 @pass_ctx
 def rollback(ctx: Context, name: str, revision: str | None) -> None:
     """Serve an earlier release again (default: the newest one that served before the one
-    serving now); REVISION is a release number (v3) or a commit hash."""
+    serving now); REVISION is a release number (v3) or a commit hash. Answers once it serves."""
     release = ctx.client.rollback(check_app_name(name), revision)
-    ctx.emit(release, f"{name}: v{release['number']} {release['message']}, {release['revision'][:12]}")
+    ctx.emit(release, f"{name}: v{release['number']} {release['status']} ({release['message']}), {release['revision'][:12]}")
 
 
 @cli.group(context_settings=CONTEXT)

@@ -30,7 +30,7 @@ APP_PORTS = range(10000, 20000)
 class ControlPlane:
     def __init__(self, settings: Settings, backend: Backend) -> None:
         self.settings = settings
-        self.store = Store(settings.data_dir / "paas.sqlite3")
+        self.store = Store.in_data_dir(settings.data_dir)
         self.repos = Repos(settings.data_dir / "repos")
         self.backend = backend
         self.platform = Platform(
@@ -53,8 +53,14 @@ class ControlPlane:
     def start(self) -> None:
         apps = self.store.list_apps()
         for app in apps:
-            if app.manifest.hosted:
+            if not app.manifest.hosted:
+                continue
+            if self.repos.path(app.name).is_dir():
                 self.repos.configure(app.name, app.manifest.source.ref)
+            else:  # lost from the data directory: a push deploys it again
+                self.repos.create(app.name, app.manifest.source.ref)
+                self.store.add_event(app.name, "error", "its git repository was missing: an empty one was made; "
+                                     "git push to deploy it again")
         self.deploys.recover(apps)
         self.reconciler.start()
 
@@ -140,8 +146,8 @@ class ControlPlane:
 
     # deploys
 
-    def rollback(self, name: str, target: str | None = None) -> tuple[Release, Release]:
-        return self.deploys.rollback(self.app(name), target)
+    def rollback(self, name: str, target: str | None = None, wait: bool = True) -> tuple[Release, Release]:
+        return self.deploys.rollback(self.app(name), target, wait)
 
     # changes after creation
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from paas import jsonhttp
 from paas import store as st
 from paas.backends.base import Backend
-from paas.errors import InvalidInput, RevisionNotFound
+from paas.errors import Conflict, InvalidInput, RevisionNotFound
 from paas.podspec import GIT_SYNC, SYNC_SIGNAL
 from paas.reconciler import Reconciler
 from paas.repos import Repos
@@ -31,6 +31,7 @@ SYNC_TIMEOUT = 30.0
 SYNC_STARTING = 3.0  # how long a git-sync that refuses connections may still be starting
 # How long a push waits for its deploy's outcome before it leaves it to `paas status`.
 OUTCOME_TIMEOUT = 900.0
+LIVE_TIMEOUT = 300.0  # how long a rollback or a change waits for the app to serve with it
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,14 @@ class Outcome:
     @property
     def status(self) -> str:
         return self.release.status
+
+    def check(self, what: str) -> Release:
+        """The release, unless it failed: then Conflict naming ``what`` failed and what keeps serving."""
+        if self.status in (st.LIVE, st.PENDING):
+            return self.release
+        keeps = f"v{self.serving.number} keeps serving" if self.serving else "nothing serves"
+        lines = self.release.reason.splitlines() if self.release.reason else [self.status]
+        raise Conflict(f"{what} ({lines[0]}); {keeps}", lines[1:][-12:])
 
 
 class Deploys:
@@ -147,10 +156,11 @@ class Deploys:
 
     # rollbacks
 
-    def rollback(self, app: App, target: str | None = None) -> tuple[Release, Release]:
+    def rollback(self, app: App, target: str | None = None, wait: bool = True) -> tuple[Release, Release]:
         """Serve a release that served before, as a new release; returns (new, the one it serves again).
 
-        Without ``target``: the newest release that served before the one serving now."""
+        Without ``target``: the newest release that served before the one serving now. With
+        ``wait``, returns once the new release serves (raises Conflict if it fails)."""
         name = app.name
         if not app.manifest.hosted:
             raise InvalidInput(
@@ -178,7 +188,10 @@ class Deploys:
             )
         self.store.add_event(name, "deploy", f"v{release.number}: rollback to v{original.number} ({chosen.revision[:12]})")
         self.sync_now(name)
-        return release, original
+        if not wait:
+            return release, original
+        outcome = self.await_outcome(name, release, lambda _: None, LIVE_TIMEOUT)
+        return outcome.check(f"v{release.number} (rollback to v{original.number}) of {name} failed"), original
 
     # restarts of the control plane
 
@@ -208,6 +221,8 @@ class Deploys:
             if keep is None:
                 served = self.store.served(app.name)
                 wanted = served.revision if served else None
+                if wanted is not None and not self.repos.has_commit(app.name, wanted):
+                    wanted = None  # its repository was lost: nothing to serve until a push
                 if self.repos.deployed(app.name) != wanted:
                     self.repos.deploy(app.name, wanted)
                 if served is not None and app.config != served.config:

@@ -18,9 +18,8 @@ from typing import Any
 
 from paas import manifest as manifest_mod
 from paas import podspec
-from paas import store as st
 from paas.backends.base import Backend
-from paas.deploys import Deploys
+from paas.deploys import LIVE_TIMEOUT, Deploys
 from paas.errors import Conflict, InvalidInput, InvalidManifest
 from paas.manifest import Manifest
 from paas.reconciler import Reconciler
@@ -31,7 +30,6 @@ from paas.store import App, Store
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED = re.compile(r"^(PORT|PAAS_.*|GITSYNC_.*)$")
 MAX_VARS, MAX_VALUE = 500, 32 * 1024
-LIVE_TIMEOUT = 300.0  # how long a change waits for the app to serve with it
 
 
 @dataclass(frozen=True)
@@ -106,12 +104,7 @@ class Lifecycle:
         app = self.store.get_app(app.name)
         if release is not None:
             outcome = self.deploys.await_outcome(app.name, release, lambda _: None, LIVE_TIMEOUT)
-            if outcome.status != st.LIVE and outcome.status != st.PENDING:
-                keeps = f"v{outcome.serving.number} keeps serving" if outcome.serving else "nothing serves"
-                first = outcome.release.reason.splitlines()[0] if outcome.release.reason else outcome.status
-                raise Conflict(f"{app.name} failed with config v{version} ({first}); {keeps}",
-                               outcome.release.reason.splitlines()[1:][-12:])
-            release = outcome.release
+            release = outcome.check(f"{app.name} failed with config v{version}")
         return self.config(self.store.get_app(app.name)) | {
             "release": release.to_json() if release else None,
             "changed": sorted(k for k in wanted.keys() | current.keys() if wanted.get(k) != current.get(k)),
@@ -172,10 +165,13 @@ class Lifecycle:
         self.check(changed)
         before, after = self.reconciler.spec(app), self.reconciler.spec(changed)
         old_pod, new_pod = podspec.build(before, self.reconciler.platform), podspec.build(after, self.reconciler.platform)
+        # The fields a stored manifest that no longer validates had wrong are gone from it.
+        fixed = [Change("manifest", app.problem, "valid")] if app.problem else []
         return Plan(
-            changes=_diff(app.manifest.to_dict(), new.to_dict()),
+            changes=fixed + _diff(app.manifest.to_dict(), new.to_dict()),
             live=podspec.settings(before)["version"] != podspec.settings(after)["version"],
-            new_pod=old_pod.digest != new_pod.digest,
+            # A stored manifest that no longer validated has had its pod left as it was.
+            new_pod=old_pod.digest != new_pod.digest or bool(app.problem),
         )
 
     def check(self, app: App) -> None:

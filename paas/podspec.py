@@ -143,6 +143,12 @@ def settings(app: AppSpec) -> dict:
     return body | {"issued": time.time()}
 
 
+def _without_secrets(live: dict) -> dict:
+    """The settings for the runtime's environment, which `docker inspect` and a Kubernetes pod
+    show: without the config values (the runtime waits for them to be pushed)."""
+    return live | {"config": {}, "withheld": True} if live["config"] else live
+
+
 def _version(body: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -183,7 +189,7 @@ def _runtime(app: AppSpec, workspace: Mount) -> Container:
         "PAAS_CACHE_DIR": CACHE,
         "PAAS_CONFIG_DIR": CONFIG_DIR,
         "PAAS_SETTINGS_FILE": SETTINGS_FILE,
-        "PAAS_SETTINGS": json.dumps(live),
+        "PAAS_SETTINGS": json.dumps(_without_secrets(live)),
         **volume_env,
     }
     if links:

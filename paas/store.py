@@ -164,6 +164,10 @@ class Store:
         for number in range(version, VERSION):
             self._db.executescript(f"BEGIN; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1}; COMMIT;")
 
+    @classmethod
+    def in_data_dir(cls, data_dir: Path) -> Store:
+        return cls(data_dir / "paas.sqlite3")
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -270,6 +270,72 @@ HTTPServer((os.environ.get("HOST", "127.0.0.1"), int(os.environ["PORT"])), Handl
 STDLIB_MANIFEST = "name: {name}\nruntime: python\nrun: python server.py\nhealthcheck: {{timeout: {timeout}}}\n"
 
 
+# The stdlib app saying what it runs with, as JSON: its TEXT, $GREETING, GREETING in its
+# config dir's config.json (read at start, on SIGHUP and on a POST: the config sidecar's
+# signal and webhook), its pid, the count of each and where the `data` volume is.
+RELOADING_SERVER = '''import json, os, signal
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+TEXT = "one"
+state = {"file": "-", "hups": 0, "hooks": 0}
+
+
+def load(*_):
+    try:
+        with open(os.path.join(os.environ["PAAS_CONFIG_DIR"], "config.json")) as f:
+            state["file"] = json.load(f).get("GREETING", "-")
+    except OSError:
+        pass
+
+
+def hup(*_):
+    state["hups"] += 1
+    load()
+
+
+signal.signal(signal.SIGHUP, hup)
+load()
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"text": TEXT, "env": os.environ.get("GREETING", "-"), "file": state["file"],
+                           "pid": os.getpid(), "hups": state["hups"], "hooks": state["hooks"],
+                           "volume": os.environ.get("PAAS_VOLUME_DATA", "")}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        state["hooks"] += 1
+        load()
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+HTTPServer((os.environ.get("HOST", "127.0.0.1"), int(os.environ["PORT"])), Handler).serve_forever()
+'''
+
+
+def reloading_app(dest: Path) -> Path:
+    """A git repo holding RELOADING_SERVER, committed on main as "one"."""
+    repo = stdlib_app(dest, "one")
+    (repo / "server.py").write_text(RELOADING_SERVER)
+    git("commit", "-q", "-am", "one", cwd=repo)
+    return repo
+
+
+def seen(url: str) -> dict:
+    """What RELOADING_SERVER at ``url`` says it runs with ({} when nothing answers)."""
+    import json
+
+    return json.loads(get_text(url) or "{}")
+
+
 def stdlib_app(dest: Path, text: str = "one") -> Path:
     """A git repo holding the stdlib app answering ``text``, committed on main as ``text``."""
     dest.mkdir(parents=True)

@@ -83,6 +83,7 @@ def test_the_manifest_example_is_a_valid_manifest(example):
         (("source",), manifest.Source),
         (("healthcheck",), manifest.Healthcheck),
         (("resources",), manifest.Resources),
+        (("config",), manifest.Config),
     ],
 )
 def test_the_manifest_example_shows_every_field(example, path, model):

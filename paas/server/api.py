@@ -103,7 +103,10 @@ def rollback(name: str):
     target = body.get("revision")
     if target is not None and not isinstance(target, str | int):
         raise InvalidInput("revision must be a release number (3 or v3) or a commit hash")
-    release, original = _control().rollback(name, None if target is None else str(target))
+    wait = body.get("wait", True)
+    if not isinstance(wait, bool):
+        raise InvalidInput("wait must be true (answer once the release serves) or false (at once)")
+    release, original = _control().rollback(name, None if target is None else str(target), wait=wait)
     return jsonify(release.to_json() | {"rolls_back_to": original.to_json()}), 201
 
 

@@ -15,7 +15,8 @@ from paas.settings import Settings
 
 
 def _worker_exit(server: Any, worker: Any) -> None:
-    control = getattr(worker.wsgi, "extensions", {}).get("paas") if worker.wsgi else None
+    wsgi = getattr(worker, "wsgi", None)  # None when the worker failed to boot
+    control = getattr(wsgi, "extensions", {}).get("paas") if wsgi else None
     if control is not None:
         control.close()
 

@@ -7,7 +7,9 @@ one, health-gated like a new revision — or, for config variables the app reloa
 They arrive as `PUT /settings` on the status endpoint, start from `PAAS_SETTINGS` (JSON) or
 the contract's variables (`PAAS_RUN`, `PAAS_HEALTHCHECK`, …), and are kept in a file of the
 pod's volume so a restarted supervisor resumes with the newest it was given (`issued`, the
-control plane's clock, tells which is newest).
+control plane's clock, tells which is newest). The config values are secrets: the control
+plane leaves them out of `PAAS_SETTINGS` (`withheld`: an environment shows in `docker
+inspect` and in a Kubernetes pod), and the supervisor builds nothing until they arrive.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Live:
     generation: int = 0
     version: str = ""  # names this set of settings (the control plane's digest)
     issued: float = 0.0
+    withheld: bool = False  # the config values were left out: they come by PUT /settings
 
     def app_env(self) -> dict[str, str]:
         return self.env | self.config
@@ -76,8 +79,14 @@ def parse(data: Any) -> Live:
     return replace(live, run=live.run or None, health_timeout=float(live.health_timeout))
 
 
-def newest(*candidates: Live | None) -> Live:
-    return max((c for c in candidates if c is not None), key=lambda c: c.issued)
+def newest(given: Live, kept: Live | None) -> Live:
+    """The settings to start with: the newer of those ``given`` and those ``kept`` by an
+    earlier run — and the kept ones when they are the given ones with their config values."""
+    if kept is None or kept.withheld:
+        return given
+    if given.withheld and kept.version == given.version:
+        return kept
+    return max(given, kept, key=lambda c: c.issued)
 
 
 def load(path: Path) -> Live | None:

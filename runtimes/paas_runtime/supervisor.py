@@ -86,6 +86,9 @@ class Supervisor:
         self.state = Status()
         #: The live settings new instances are started with (see `paas_runtime.live`).
         self.live = settings.live
+        self._given = asyncio.Event()  # set once the settings hold the config values
+        if not self.live.withheld:
+            self._given.set()
         self._volumes = volumes.Sizes(settings.app_env)
         self._target: Revision | None = None
         self._current: Instance | None = None
@@ -109,7 +112,7 @@ class Supervisor:
         await asyncio.to_thread(snapshot.clear, snapshot.root_for(self.settings.app_dir))
         self.state.update(
             status="waiting", settings=self.live.version, config_version=self.live.config_version,
-            received=self.live.version,
+            received="" if self.live.withheld else self.live.version,  # "": send me the settings
         )
         try:
             async for revision in watch(self.settings.app_dir, stop):
@@ -140,12 +143,18 @@ class Supervisor:
         """New live settings (`PUT /settings`): kept, and rolled out as a new instance of the
         serving revision when they change how the app runs; raises ValueError if invalid."""
         new = live.parse(data)
+        if new.withheld:
+            raise ValueError("settings sent here carry the config values (withheld: false)")
         old, self.live = self.live, new
         self.state.update(received=new.version)
         if self.settings.settings_file is not None:
             live.save(self.settings.settings_file, new)
         reason = old.restart_reason(new)
-        if reason is None:
+        if old.withheld:
+            # Nothing was built without them: a deploy waiting for them goes on with these.
+            self._given.set()
+            self.state.update(settings=new.version, config_version=new.config_version)
+        elif reason is None:
             # Nothing to restart for: what serves runs with these settings (config variables
             # the app reloads by itself reach it through the config sidecar).
             if self._current is not None:
@@ -180,6 +189,9 @@ class Supervisor:
         self.state.update(status="building", target=revision.hash)
         progress.say(f"restarting {revision.hash[:12]}: {because}" if because else f"building {revision.hash[:12]}")
         plan: Plan | None = None
+        if not self._given.is_set():
+            progress.say("waiting for the config variables from the control plane")
+            await self._given.wait()
         try:
             plan = await build.prepare(revision, self.settings, self.live)
             self.state.update(status="starting")

@@ -226,6 +226,10 @@ class DockerBackend:
                 # Copied into the container before it starts: never in its env or `docker inspect`.
                 top, tar = _secrets_tar(mount.path, volume.files, self._user(container.image))
                 created.put_archive(top, tar)
+            elif volume.kind == PERSISTENT and not mount.read_only:
+                # A new volume's root is root's (its path is no directory of the image): the
+                # app's user owns it, so the app can write the files it keeps there.
+                created.put_archive("/", _owned_dir_tar(mount.path, self._user(container.image)))
         created.start()
 
     def _user(self, image: str) -> tuple[int, int] | None:
@@ -387,6 +391,17 @@ def _secrets_tar(path: str, files: dict[str, str], owner: tuple[int, int] | None
             info.mode = 0o400 if owner else 0o444
             tar.addfile(info, io.BytesIO(data))
     return f"/{top}", buffer.getvalue()
+
+
+def _owned_dir_tar(path: str, owner: tuple[int, int] | None) -> bytes:
+    """A tar that, unpacked at /, gives directory ``path`` to ``owner`` (mode 0755)."""
+    buffer = io.BytesIO()
+    info = tarfile.TarInfo(path.strip("/"))
+    info.type, info.mode = tarfile.DIRTYPE, 0o755
+    info.uid, info.gid = owner or (0, 0)
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.addfile(info)
+    return buffer.getvalue()
 
 
 def _address(infra: DockerContainer, network: str) -> str | None:
