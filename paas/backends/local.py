@@ -271,16 +271,16 @@ class LocalBackend:
             for p in pod.processes:
                 p.next_start = float("inf")
                 p.signal(signal.SIGTERM)
+            # The kubelet thread reaps a process that exits (`p.proc = None`) while we wait for it.
+            procs = [p.proc for p in pod.processes if p.proc is not None]
         deadline = time.monotonic() + STOP_GRACE
-        for p in pod.processes:
-            if p.proc is None:
-                continue
+        for proc in procs:
             try:
-                p.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 pass
-            p.signal(signal.SIGKILL)  # whatever is left of the process group
-            p.proc.wait()
+            _killpg(proc.pid, signal.SIGKILL)  # whatever is left of the process group
+            proc.wait()
         kill_marked(f"{self.marker}/{pod.spec.app}/", prefix=True)
         for p in pod.processes:
             if p.writer is not None:
