@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import socket
+import threading
 from collections.abc import Iterator
 
 from paas import jsonhttp, remote
@@ -30,6 +31,7 @@ APP_PORTS = range(10000, 20000)
 class ControlPlane:
     def __init__(self, settings: Settings, backend: Backend) -> None:
         self.settings = settings
+        self.closing = threading.Event()  # set when the control plane stops: streams end
         self.store = Store.in_data_dir(settings.data_dir)
         self.repos = Repos(settings.data_dir / "repos")
         self.backend = backend
@@ -65,6 +67,7 @@ class ControlPlane:
         self.reconciler.start()
 
     def close(self) -> None:
+        self.closing.set()
         self.reconciler.stop()
         self.backend.close()
         self.store.close()
@@ -110,6 +113,11 @@ class ControlPlane:
             describe(app, pods.get(app.name), self.store.releases(app.name), [], self.url_of(app, host))
             for app in self.store.list_apps()
         ]
+
+    def changes(self) -> tuple[int, int]:
+        """A reading that differs whenever what the views show may have: the store's writes
+        and the reconciler's changed snapshots (no query, no backend call)."""
+        return self.store.changes, self.reconciler.generation
 
     def url_of(self, app: App, host: str | None = None) -> str:
         return f"http://{host or self._public_host()}:{app.port}/"

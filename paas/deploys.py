@@ -10,6 +10,7 @@ replacement — never revives a release that did not serve.
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import threading
 import time
@@ -32,6 +33,7 @@ SYNC_STARTING = 3.0  # how long a git-sync that refuses connections may still be
 # How long a push waits for its deploy's outcome before it leaves it to `paas status`.
 OUTCOME_TIMEOUT = 900.0
 LIVE_TIMEOUT = 300.0  # how long a rollback or a change waits for the app to serve with it
+_RELEASE_NUMBER = re.compile(r"v?([0-9]+)")  # ASCII digits: str.isdigit() takes '²' too
 
 
 @dataclass(frozen=True)
@@ -245,11 +247,12 @@ def _previous(releases: list[Release], serving: Release | None) -> Release:
 def _find_served(releases: list[Release], target: str, app: str) -> Release:
     """A release by number (``3``, ``v3``) or commit (7+ hex digits) that served."""
     text = target.strip().lower()
-    number = text[1:] if text.startswith("v") else text
-    if number.isdigit():
-        found = [r for r in releases if r.number == int(number)]
+    number = _RELEASE_NUMBER.fullmatch(text)
+    if number:  # compared as text: int() refuses numbers of over 4300 digits
+        digits = number.group(1).lstrip("0") or "0"
+        found = [r for r in releases if str(r.number) == digits]
         if not found:
-            raise RevisionNotFound(f"{app} has no release v{int(number)}")
+            raise RevisionNotFound(f"{app} has no release v{digits}")
         release = found[0]
         if release.status not in st.SERVED:
             raise InvalidInput(f"v{release.number} of {app} never served ({release.status}); pick one that did")

@@ -354,4 +354,9 @@ def parse(text: str | bytes) -> Manifest:
         where = f"line {mark.line + 1}: " if mark else ""
         problem = getattr(e, "problem", None) or "cannot be parsed"
         raise InvalidManifest(f"the manifest is not valid YAML: {where}{problem}") from None
+    except RecursionError:
+        raise InvalidManifest("the manifest is nested too deeply") from None
+    except ValueError as e:  # a value the parser can't build: a 13th month, a number of over 4300 digits
+        reason = str(e).split(";")[0]  # not Python's advice that follows (sys.set_int_max_str_digits)
+        raise InvalidManifest(f"the manifest has a value that can't be read: {reason}") from None
     return validate(data)

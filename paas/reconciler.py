@@ -58,6 +58,7 @@ class Reconciler:
         self._errors: dict[str, str] = {}  # the last error applying each app's pod
         self._unknown: set[tuple[str, str]] = set()  # (app, revision) seen serving, not vouched for
         self._snapshot: dict[str, PodStatus] = {}
+        self.generation = 0  # counts the passes whose snapshot differed from the one before
         self._watchers = 0
         self.passes = 0
         self._thread: threading.Thread | None = None
@@ -119,6 +120,8 @@ class Reconciler:
         with self.lock:
             apps = self.store.list_apps()
             actual = self.backend.pods()
+            if actual != self._snapshot:
+                self.generation += 1
             self._snapshot = actual
             for app in apps:
                 try:
@@ -190,7 +193,7 @@ class Reconciler:
                 self.store.set_restarts(name, c.name, c.restarts)
         releases = self.store.releases(name)
         serving, config = pod.runtime.serving, pod.runtime.config_version
-        if serving:
+        if serving and pod.runtime.settled:
             current = self._known(app, releases, serving, config)
             if current is not None:
                 self._serves(name, releases, current)

@@ -57,6 +57,7 @@ class RuntimeStatus(BaseModel):
     status: str = "waiting"  # waiting | building | starting | serving | failed
     serving: str | None = None
     target: str | None = None
+    link: str | None = None  # the revision git-sync's link points at now (older runtimes: not said)
     failed: Failure | None = None
     restarts: int = 0
     runtime: str | None = None
@@ -68,6 +69,14 @@ class RuntimeStatus(BaseModel):
     received: str = ""  # the version of the live settings last given to it
     config_version: int = 0  # the config version what serves runs with
     volumes: dict[str, int] = {}  # name -> bytes
+
+    @property
+    def settled(self) -> bool:
+        """What serves is what git-sync checked out, and no switch is under way: only then does
+        serving a revision tell which release serves (quick deploys may move the link twice)."""
+        if self.link is None:
+            return True
+        return self.link == self.serving and self.target in (None, self.serving)
 
 
 def parse(data: Any) -> RuntimeStatus:

@@ -84,6 +84,9 @@ def describe(app: App, pod: PodStatus | None, releases: list[Release], events: l
             if c.role == SIDECAR
         ],
         "last_failure": failure.to_json() if failure else None,
+        # What the runtime said while deploying the latest release (its push's `paas:` lines).
+        "deploy_steps": [s.model_dump(include={"text", "at"}) for s in runtime.steps
+                         if latest is not None and s.revision == latest.revision],
         "sync_error": pod.sync_error if pod else None,
         "containers": [c.__dict__ for c in pod.containers] if pod else [],
         "events": [e.to_json() for e in events],

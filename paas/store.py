@@ -172,6 +172,12 @@ class Store:
         with self._lock:
             self._db.close()
 
+    @property
+    def changes(self) -> int:
+        """Rows written through this store so far: a view compares two readings to tell
+        whether anything it shows may have changed, without a query."""
+        return self._db.total_changes
+
     def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()

@@ -59,26 +59,44 @@ def _docker_problem() -> str | None:
     return None
 
 
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _browser_problem() -> str | None:
+    """Why the browser tests can't run here, or None when they can."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed"
+    if not os.access(CHROMIUM, os.X_OK):
+        return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    return None
+
+
+# marker -> (why it can't run here, the variable that makes that a failure instead of a skip)
+NEEDS = {"docker": (_docker_problem, "PAAS_REQUIRE_DOCKER"), "browser": (_browser_problem, "PAAS_REQUIRE_BROWSER")}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Docker tests skip without an engine, unless PAAS_REQUIRE_DOCKER=1 (CI) makes that a failure."""
-    marked = [item for item in items if "docker" in item.keywords]
-    if not marked:
-        return
-    problem = _docker_problem()
-    if problem is None:
-        return
-    if os.environ.get("PAAS_REQUIRE_DOCKER") == "1":
-        marker = pytest.mark.usefixtures("_docker_required")
-        config._paas_docker_problem = problem  # type: ignore[attr-defined]
-    else:
-        marker = pytest.mark.skip(reason=f"{problem}; set PAAS_REQUIRE_DOCKER=1 to fail instead")
-    for item in marked:
-        item.add_marker(marker)
+    """Tests of a marker in NEEDS skip where their service is missing, unless its variable is 1
+    (CI sets both) and makes that a failure."""
+    for name, (find_problem, required) in NEEDS.items():
+        marked = [item for item in items if name in item.keywords]
+        problem = find_problem() if marked else None
+        if problem is None:
+            continue
+        if os.environ.get(required) == "1":
+            marker = pytest.mark.usefixtures("_service_required")
+        else:
+            marker = pytest.mark.skip(reason=f"{problem}; set {required}=1 to fail instead")
+        for item in marked:
+            item.user_properties.append(("missing", f"{required}=1 but {problem}"))
+            item.add_marker(marker)
 
 
 @pytest.fixture
-def _docker_required(request: pytest.FixtureRequest) -> None:
-    pytest.fail(f"PAAS_REQUIRE_DOCKER=1 but {request.config._paas_docker_problem}")
+def _service_required(request: pytest.FixtureRequest) -> None:
+    pytest.fail(next(value for key, value in request.node.user_properties if key == "missing"))
 
 
 @pytest.fixture(scope="session")

@@ -58,6 +58,13 @@ def test_invalid_manifest_reports_every_problem(client, auth):
         ("", "send the manifest"),
         ("{\"name\": ", "not valid JSON"),
         ("runtime: python", "name: is required"),
+        pytest.param("name: a\nport: " + "9" * 5000, "a value that can't be read: Exceeds the limit (4300 digits)",
+                     id="yaml-5000-digits"),
+        pytest.param('{"name": "a", "port": ' + "9" * 5000 + "}", "a value that can't be read: Exceeds the limit",
+                     id="json-5000-digits"),
+        ("name: a\nenv: {A: 2001-13-45}", "a value that can't be read: month must be in 1..12"),
+        pytest.param("[" * 10_000, "nested too deeply", id="yaml-nested-10000"),
+        pytest.param('{"a": ' * 10_000, "nested too deeply", id="json-nested-10000"),
     ],
 )
 def test_unparseable_manifests(client, auth, body, needle):
@@ -188,6 +195,21 @@ def test_rollback_errors(client, auth):
     assert response.status_code == 400 and "release number" in response.get_json()["error"]
     response = client.post("/api/v1/apps/hello/rollback", headers=auth, json=["v1"])
     assert response.status_code == 400
+    response = client.post("/api/v1/apps/hello/rollback", headers=auth, json={"revision": "²"})  # isdigit(), not a number
+    assert response.status_code == 400 and "release number" in response.get_json()["error"]
+    response = client.post("/api/v1/apps/hello/rollback", headers=auth, json={"revision": "v" + "9" * 5000})
+    assert response.status_code == 404 and response.get_json()["error"].startswith("hello has no release v999")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "needle"),
+    [("PUT", "config", "send a JSON object"), ("POST", "restart", "send {"), ("POST", "rollback", "send JSON like")],
+)
+def test_json_nested_too_deeply_is_bad_input(client, auth, method, path, needle):
+    create(client, auth, MANIFEST)
+    response = client.open(f"/api/v1/apps/hello/{path}", method=method, data="[" * 100_000,
+                           headers=auth | {"Content-Type": "application/json"})
+    assert response.status_code == 400 and needle in response.get_json()["error"]
 
 
 def test_rollback_of_a_remote_repo_app_says_how(client, auth):

@@ -9,6 +9,7 @@ import itertools
 import pytest
 
 from helpers import break_app, get_text, head_of, set_text, stdlib_app, stdlib_manifest, wait_for
+from paas import runtime_status
 
 pytestmark = pytest.mark.slow
 _numbers = itertools.count(1)
@@ -104,3 +105,18 @@ def test_the_cli_prints_the_rollback_in_one_line(app):
     assert done.stdout == f"{name}: v4 live (rollback to v1 (one)), {revisions['one'][:12]}\n"
     refused = cp.cli("rollback", name, "v3")
     assert refused.returncode == 1 and refused.stderr == f"error: v3 of {name} never served (failed); pick one that did\n"
+
+
+@pytest.mark.parametrize(
+    ("reported", "settled"),
+    [
+        ({"serving": "two", "target": "two", "link": "two"}, True),
+        ({"serving": "two", "target": "two"}, True),  # a runtime that doesn't say where the link is
+        ({"serving": "two", "target": "two", "link": "one"}, False),  # git-sync moved on; not seen yet
+        ({"serving": "two", "target": "one", "link": "two"}, False),  # switching to a revision since replaced
+    ],
+)
+def test_a_serving_revision_names_a_release_only_once_the_pod_has_settled(reported, settled):
+    """Two quick deploys (v4 'one', then v5 'two' while 'two' still serves) must not make v5
+    live before the runtime has followed the link through 'one' and back."""
+    assert runtime_status.parse(reported).settled is settled

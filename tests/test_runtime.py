@@ -140,6 +140,7 @@ def test_first_revision_is_served_through_port(start, workspace):
     state = runtime.wait_for_state(status="serving")
     assert state["serving"] == rev
     assert state["target"] == rev
+    assert state["link"] == rev
     assert state["failed"] is None
     assert state["restarts"] == 0
     assert isinstance(state["updated"], float)
@@ -267,6 +268,7 @@ def test_revision_failing_on_import_leaves_the_old_one_serving(start, workspace)
 
     assert state["serving"] == good
     assert state["target"] == bad
+    assert state["link"] == bad  # so the control plane doesn't take "serving good" for a new release of good
     assert state["failed"]["revision"] == bad
     assert "RuntimeError: this revision cannot start" in state["failed"]["reason"]
     assert get(runtime.port) == (200, "good")

@@ -6,13 +6,26 @@ from flask import Blueprint, Response, current_app, jsonify, request, stream_wit
 
 from paas import __version__
 from paas.errors import InvalidInput
+from paas.server import openapi
 from paas.server.auth import require_bearer
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
+bp = Blueprint("api", __name__, url_prefix=openapi.PREFIX)
+PUBLIC = ("api.healthz", "api.openapi_document")  # answered without the token
 
 
 def _control():
     return current_app.extensions["paas"]
+
+
+def _json_body(empty: object = None) -> object:
+    """The request's JSON (``empty`` without a body); None if it isn't JSON, which each route
+    answers by saying what to send."""
+    if not request.data:
+        return empty
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser goes: not JSON we take either
+        return None
 
 
 def _host() -> str:
@@ -21,7 +34,7 @@ def _host() -> str:
 
 @bp.before_request
 def _auth():
-    if request.endpoint != "api.healthz":
+    if request.endpoint not in PUBLIC:
         require_bearer()
 
 
@@ -36,6 +49,11 @@ def healthz():
             "reconciled": control.reconciler.passes,  # passes so far: tests wait on it, not on time
         }
     )
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    return jsonify(openapi.document())
 
 
 @bp.get("/apps")
@@ -72,13 +90,12 @@ def get_config(name: str):
 
 @bp.put("/apps/<name>/config")
 def set_config(name: str):
-    body = request.get_json(silent=True)
-    return jsonify(_control().set_config(name, body))
+    return jsonify(_control().set_config(name, _json_body()))
 
 
 @bp.post("/apps/<name>/restart")
 def restart(name: str):
-    body = request.get_json(silent=True) if request.data else {}
+    body = _json_body(empty={})
     if not isinstance(body, dict) or not isinstance(body.get("hard", False), bool):
         raise InvalidInput('send {"hard": true} for a new pod, or no body')
     return jsonify(_control().restart(name, body.get("hard", False)))
@@ -97,7 +114,7 @@ def releases(name: str):
 
 @bp.post("/apps/<name>/rollback")
 def rollback(name: str):
-    body = request.get_json(silent=True) if request.data else {}
+    body = _json_body(empty={})
     if not isinstance(body, dict):
         raise InvalidInput('send JSON like {"revision": "v3"}, or no body for the previous release')
     target = body.get("revision")

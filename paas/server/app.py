@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from paas import lock
@@ -13,6 +13,17 @@ from paas.backends import make_backend
 from paas.control import ControlPlane
 from paas.errors import PaasError
 from paas.settings import Settings
+
+# Every answer, the console's pages above all: nothing but the control plane's own scripts,
+# styles and requests; never framed; types as declared; no referrer with a page's path.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
 
 
 def create_app(config: dict[str, Any] | None = None, start: bool = True) -> Flask:
@@ -33,6 +44,13 @@ def create_app(config: dict[str, Any] | None = None, start: bool = True) -> Flas
     app.register_blueprint(api.bp)
     app.register_blueprint(git.bp)
     app.register_blueprint(console.bp)
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        response.headers.update(SECURITY_HEADERS)
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
 
     @app.errorhandler(PaasError)
     def _paas_error(e: PaasError):

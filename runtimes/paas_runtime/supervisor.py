@@ -39,7 +39,7 @@ from .process import ProcessGroup
 from .proxy import Backend, Proxy
 from .settings import Settings
 from .state import EventKind, Failure, Status
-from .watcher import Revision, watch
+from .watcher import Revision, read_link, watch
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,11 @@ class Supervisor:
             }
             for i in self._instances
         ]
-        return self.state.to_json() | {"instances": instances, "volumes": self._volumes.get()}
+        # Where the link points now (not where it pointed when last followed): the control
+        # plane calls a release live only once git-sync and the runtime agree on it.
+        link = read_link(self.settings.app_dir)
+        return self.state.to_json() | {"instances": instances, "volumes": self._volumes.get(),
+                                       "link": link.hash if link else None}
 
     def apply_settings(self, data: Any) -> dict[str, Any]:
         """New live settings (`PUT /settings`): kept, and rolled out as a new instance of the
