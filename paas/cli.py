@@ -198,11 +198,14 @@ def up(
     _check_port_free(settings.host, settings.port)
     Store.in_data_dir(settings.data_dir).close()  # migrated here, or refused in one sentence
     also_on: tuple[str, ...] = ()
-    if settings.backend == "docker":
+    if settings.backend in ("docker", "kubernetes"):
         from paas.backends import make_backend
+
+        # Fails here, in one sentence, without Docker and its images, or without a cluster.
+        make_backend(settings).close()
+    if settings.backend == "docker":
         from paas.backends.docker import images as docker_images
 
-        make_backend(settings).close()  # fails here, in one sentence, if Docker or its images are missing
         client = docker_images.connect()
         old = docker_images.stale(client)
         if old:
@@ -434,6 +437,27 @@ def logs(ctx: Context, name: str, follow: bool, tail: int) -> None:
             click.echo(line)
     except KeyboardInterrupt:
         pass
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--format", "format_", type=click.Choice(["kubernetes"]), default="kubernetes", show_default=True,
+              help="What to export as.")
+@click.option("--kube-version", default="", metavar="1.N",
+              help="The cluster's Kubernetes version: native sidecars from 1.29 (default: a current one).")
+@click.option("--image-prefix", default=None, metavar="REGISTRY/",
+              help="Prepended to every image, e.g. registry.example.com/team/ (default: PAAS_KUBE_IMAGE_PREFIX).")
+@click.option("--namespace", default=None, help="The objects' namespace (default: PAAS_KUBE_NAMESPACE, paas).")
+@click.option("--host", default="", help="Add an Ingress routing this host name to the app.")
+@global_options
+@pass_ctx
+def export(ctx: Context, name: str, format_: str, kube_version: str, image_prefix: str | None,
+           namespace: str | None, host: str) -> None:
+    """Print an app as Kubernetes objects, for `kubectl apply -f -`. Its Secrets hold the app's
+    git credentials and config values: keep the output as you keep those."""
+    params = {"format": format_, "kube_version": kube_version, "host": host}
+    params |= {k: v for k, v in (("image_prefix", image_prefix), ("namespace", namespace)) if v is not None}
+    click.echo(ctx.client.export(check_app_name(name), params), nl=False)
 
 
 @cli.command()

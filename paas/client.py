@@ -72,6 +72,9 @@ class Client:
         body = {} if revision is None else {"revision": revision}
         return self.request("POST", f"/apps/{name}/rollback", json=body).json()
 
+    def export(self, name: str, params: dict[str, str]) -> str:
+        return self.request("GET", f"/apps/{name}/export", params=params).text
+
     def processes(self, name: str) -> list[dict]:
         return self.request("GET", f"/apps/{name}/processes").json()["processes"]
 

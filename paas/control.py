@@ -8,10 +8,12 @@ import socket
 import threading
 from collections.abc import Iterator
 
-from paas import jsonhttp, remote
+from paas import jsonhttp, podspec, remote
 from paas import manifest as manifest_mod
 from paas.appspec import Platform
 from paas.backends.base import Backend
+from paas.backends.kubernetes import render
+from paas.backends.kubernetes.options import export_options
 from paas.deploys import Deploys
 from paas.errors import BackendUnavailable, Conflict, PaasError, PortInUse
 from paas.lifecycle import Lifecycle, check_variables
@@ -151,6 +153,14 @@ class ControlPlane:
             container = str(process.get("container") or "")
             process["container"] = next((n for i, n in ids if container and container.startswith(i)), container)
         return found
+
+    def export(self, name: str, kube_version: str = "", image_prefix: str | None = None,
+               namespace: str | None = None, host: str = "") -> str:
+        """The app as Kubernetes objects (YAML), to `kubectl apply -f` on any cluster."""
+        app = self.app(name)
+        options = export_options(self.settings, kube_version, image_prefix, namespace, host)
+        spec = podspec.build(self.reconciler.spec(app), self.platform)
+        return render.to_yaml(render.render(spec, options))
 
     # deploys
 

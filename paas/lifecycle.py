@@ -121,7 +121,10 @@ class Lifecycle:
         else:
             generation = self.store.restarted(app.name)
             self.store.add_event(app.name, "restart", f"restart {generation} asked for (paas restart)")
-        self.reconciler.kick()
+        if hard:  # a pass after the old pod went, so the old pod's state isn't taken for the new one's
+            self.reconciler.wait_pass()
+        else:
+            self.reconciler.kick()
         app = self.store.get_app(app.name)
         wanted = podspec.settings(self.reconciler.spec(app))["version"]
         served = self._until_serving(app.name, wanted, since=time.time() - (time.monotonic() - began))

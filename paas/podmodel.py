@@ -82,6 +82,9 @@ class Push:
     body: dict
     version: str
     key: str
+    # Where no control plane delivers it (an exported Deployment), the variable that names a
+    # file the container reads the document from at start.
+    source_env: str | None = None
 
 
 @dataclass(frozen=True)

@@ -162,7 +162,7 @@ def _config_push(app: AppSpec) -> Push:
         "signal": app.config_signal,
         "webhook": app.config_webhook,
     }
-    return Push("http", "/config", body, str(app.config_version), "version")
+    return Push("http", "/config", body, str(app.config_version), "version", source_env="CONFIG_SOURCE")
 
 
 def _volume_mounts(app: AppSpec) -> tuple[dict[str, str], list[Mount], dict[str, str]]:
@@ -211,6 +211,6 @@ def _runtime(app: AppSpec, workspace: Mount) -> Container:
         resources=resources,
         readiness=Readiness("http", app.healthcheck_path),
         status=Status("status", "/status"),
-        pushes=(Push("status", "/settings", live, live["version"], "received"),),
+        pushes=(Push("status", "/settings", live, live["version"], "received", source_env="PAAS_SETTINGS_SOURCE"),),
         live_env=("PAAS_SETTINGS",),
     )

@@ -15,7 +15,7 @@ from typing import Any
 from paas import sidecars
 from paas.errors import InvalidInput
 
-BACKENDS = ("local", "docker")
+BACKENDS = ("local", "docker", "kubernetes")
 SYNC_TRIGGERS = ("auto", "http", "signal")
 
 
@@ -44,6 +44,13 @@ class Settings:
     # How a push reaches a pod's git-sync: `http` (POST /sync), `signal` (SIGHUP through the
     # backend, what upstream's git-sync understands) or `auto` (POST /sync, else the signal).
     sync_trigger: str = "auto"
+    # The kubernetes backend (and `paas export`): the namespace of its objects, the registry
+    # path images are pulled from (`registry.example.com/team/`), a development mode where
+    # pods use the node's network, and how long a pod's containers get to stop.
+    kube_namespace: str = "paas"
+    kube_image_prefix: str = ""
+    kube_host_network: int = 0
+    kube_grace_period: int = 30
 
     @classmethod
     def load(cls, overrides: dict[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:

@@ -8,6 +8,7 @@ import pytest
 
 from gitsync_harness import git_daemon, git_server, remote, start_sidecar, upstream  # noqa: F401 - fixtures
 from helpers import ControlPlane, docker_control_plane_in, processes_under, wait_for
+from kube_harness import kube_cluster, kube_control_plane, kubernetes_problem  # noqa: F401 - fixtures
 from paas.server import create_app
 
 TOKEN = "test-token-123"
@@ -74,7 +75,11 @@ def _browser_problem() -> str | None:
 
 
 # marker -> (why it can't run here, the variable that makes that a failure instead of a skip)
-NEEDS = {"docker": (_docker_problem, "PAAS_REQUIRE_DOCKER"), "browser": (_browser_problem, "PAAS_REQUIRE_BROWSER")}
+NEEDS = {
+    "docker": (_docker_problem, "PAAS_REQUIRE_DOCKER"),
+    "browser": (_browser_problem, "PAAS_REQUIRE_BROWSER"),
+    "kubernetes": (kubernetes_problem, "PAAS_REQUIRE_KUBERNETES"),
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -146,3 +146,24 @@ def test_a_restarted_runtime_resumes_with_the_settings_it_kept(start, workspace)
         serving(again, "kept")
         assert again.state()["received"] == "v2"
         again.stop()
+
+
+def test_settings_from_a_mounted_secret_start_the_app_with_its_config(start, workspace, tmp_path):
+    """`PAAS_SETTINGS_SOURCE`: the same JSON in a file (a Kubernetes Secret), config values
+    included, so an exported pod serves with its config and no control plane."""
+    source = tmp_path / "secret" / "runtime-settings.json"
+    source.parent.mkdir()
+    source.write_text(json.dumps(settings("v7", config={"GREETING": "from-the-secret"}, config_version=7)))
+    runtime = start(settings("v7", config={}, config_version=7, withheld=True), PAAS_SETTINGS_SOURCE=str(source))
+    workspace.publish(workspace.write({"requirements.txt": "", "server.py": SERVER}))
+    serving(runtime, "from-the-secret")
+    assert runtime.state()["received"] == "v7"  # nothing left to push
+
+
+def test_an_unreadable_settings_source_is_one_sentence(workspace, tmp_path):
+    from paas_runtime.settings import ConfigError, Settings
+
+    environ = {"PORT": "8080", "PAAS_APP_DIR": str(workspace.root), "PAAS_SETTINGS_SOURCE": str(tmp_path / "none.json")}
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(environ, ("python",))
+    assert raised.value.problems == [f"PAAS_SETTINGS_SOURCE: cannot read {tmp_path / 'none.json'}: No such file or directory"]

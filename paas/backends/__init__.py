@@ -1,4 +1,5 @@
-"""Where pods run: ``local`` (child processes) or ``docker`` (containers)."""
+"""Where pods run: ``local`` (child processes), ``docker`` (containers) or ``kubernetes`` (a
+Deployment per app on a cluster)."""
 
 from __future__ import annotations
 
@@ -16,4 +17,8 @@ def make_backend(settings: Settings) -> Backend:
         from paas.backends.docker.pods import DockerBackend
 
         return DockerBackend(instance_id(settings.data_dir), settings.app_address)
+    if settings.backend == "kubernetes":
+        from paas.backends.kubernetes.pods import KubernetesBackend
+
+        return KubernetesBackend(instance_id(settings.data_dir), settings)
     raise BackendUnavailable(f"the {settings.backend!r} backend is not available in this version")

@@ -132,6 +132,16 @@ def processes(name: str):
     return jsonify({"processes": _control().processes(name)})
 
 
+@bp.get("/apps/<name>/export")
+def export(name: str):
+    args = request.args
+    if args.get("format", "kubernetes") != "kubernetes":
+        raise InvalidInput("format must be kubernetes (the only export there is)")
+    text = _control().export(name, args.get("kube_version", ""), args.get("image_prefix"), args.get("namespace"),
+                             args.get("host", ""))
+    return Response(text, mimetype="application/yaml")
+
+
 @bp.get("/apps/<name>/logs")
 def logs(name: str):
     follow = request.args.get("follow", "0").lower() in ("1", "true", "yes")

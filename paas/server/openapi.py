@@ -194,6 +194,21 @@ def _paths() -> dict[str, Schema]:
                   "how many of the last lines")
     follow = _query("follow", {"type": "boolean", "default": False}, "stream new lines (1, true or yes)")
     text = {"text/plain": {"schema": {"type": "string"}}}
+    kube_list = {
+        "type": "object",
+        "required": ["apiVersion", "kind", "items"],
+        "properties": {"apiVersion": {"const": "v1"}, "kind": {"const": "List"},
+                       "items": _array({"type": "object", "required": ["apiVersion", "kind", "metadata"]})},
+        "description": "a Kubernetes v1 List of the app's objects, for `kubectl apply -f`",
+    }
+    export_query = (
+        _query("format", {"type": "string", "enum": ["kubernetes"], "default": "kubernetes"}, "what to export as"),
+        _query("kube_version", {"type": "string", "example": "1.33"},
+               "the cluster's Kubernetes version: native sidecars from 1.29 (default: a current one)"),
+        _query("image_prefix", {"type": "string"}, "prepended to every image (a registry path)"),
+        _query("namespace", {"type": "string"}, "the objects' namespace (default: PAAS_KUBE_NAMESPACE)"),
+        _query("host", {"type": "string"}, "a host name: adds an Ingress for it"),
+    )
     paths: dict[str, Schema] = {
         "/healthz": {"get": _operation("healthz", "Liveness", 200, _json(_ref("Health")), public=True)},
         "/openapi.json": {
@@ -212,6 +227,11 @@ def _paths() -> dict[str, Schema]:
         },
         "/apps/{name}/releases": {
             "get": _on_app("releases", "Releases, newest first", 200, _json(_ref("Releases"))),
+        },
+        "/apps/{name}/export": {
+            "get": _on_app("export", "The app as Kubernetes objects (YAML; its Secrets hold its credentials and "
+                           "config)", 200, {"application/yaml": {"schema": kube_list}},
+                           query=export_query),
         },
         "/apps/{name}/logs": {
             "get": _on_app("logs", "Log lines `container | line`", 200, text, query=(tail, follow)),

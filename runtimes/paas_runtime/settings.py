@@ -25,6 +25,7 @@ CONTRACT_VARS = (
     "PAAS_CACHE_DIR",
     "PAAS_STATUS_BIND",
     "PAAS_SETTINGS",
+    "PAAS_SETTINGS_SOURCE",
     "PAAS_SETTINGS_FILE",
     "PAAS_VOLUME_LINKS",
 )
@@ -98,6 +99,14 @@ class Settings:
                 initial = live.parse(json.loads(environ["PAAS_SETTINGS"]))
             except (ValueError, TypeError) as e:
                 problems.append(f"PAAS_SETTINGS: {e}")
+        source = environ.get("PAAS_SETTINGS_SOURCE", "").strip()
+        if source:  # the same JSON in a file: a mounted Secret, so config values stay out of the env
+            try:
+                initial = live.parse(json.loads(Path(source).read_text(encoding="utf-8")))
+            except OSError as e:
+                problems.append(f"PAAS_SETTINGS_SOURCE: cannot read {source}: {e.strerror}")
+            except (ValueError, TypeError) as e:
+                problems.append(f"PAAS_SETTINGS_SOURCE: {e}")
         raw_file = environ.get("PAAS_SETTINGS_FILE", "").strip()
         settings_file = Path(raw_file).absolute() if raw_file else None
         links: dict[str, str] = {}

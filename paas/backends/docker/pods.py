@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import queue
 import socket
 import tarfile
 import threading
@@ -25,6 +24,7 @@ from datetime import datetime
 from docker.errors import APIError, DockerException, NotFound
 from docker.models.containers import Container as DockerContainer
 
+from paas.backends import streams
 from paas.backends.base import ContainerStatus, PodStatus, read_status
 from paas.backends.docker import images
 from paas.errors import BackendUnavailable, PaasError
@@ -431,30 +431,16 @@ def _line(container: DockerContainer, raw: str) -> tuple[str, str]:
 
 
 def _follow(containers: list[DockerContainer], tail: int) -> Iterator[str]:
-    lines: queue.Queue[str | None] = queue.Queue(maxsize=10_000)
+    def source(c: DockerContainer) -> streams.Source:
+        def lines() -> Iterator[str]:
+            try:
+                for raw in streams.lines_of(c.logs(stream=True, follow=True, timestamps=True, tail=tail)):
+                    yield _line(c, raw)[1]
+            except DockerException:
+                return
+        return lines
 
-    def pump(c: DockerContainer) -> None:
-        try:
-            pending = b""
-            for chunk in c.logs(stream=True, follow=True, timestamps=True, tail=tail):
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                for raw in complete:
-                    lines.put(_line(c, raw.decode("utf-8", "replace"))[1])
-        except DockerException:
-            pass
-        finally:
-            lines.put(None)
-
-    for c in containers:
-        threading.Thread(target=pump, args=(c,), daemon=True).start()
-    open_streams = len(containers)
-    while open_streams:
-        item = lines.get()
-        if item is None:
-            open_streams -= 1
-        else:
-            yield item
+    return streams.merge([source(c) for c in containers])
 
 
 def _quietly(action, *args, **kwargs) -> None:

@@ -1,0 +1,152 @@
+"""`paas export NAME --format kubernetes`: the app as Kubernetes objects, valid for the version
+asked (kubernetes-validate --strict, offline), shaped as the pod model says — native sidecars
+from 1.29, one PID namespace when a sidecar needs it, secrets only in Secrets — and, for 1.20,
+accepted by a real API server (server-side dry-run, then a real apply)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import kubernetes_validate
+import pytest
+import yaml
+
+MANIFEST = """\
+name: shop
+runtime: python
+sidecars: [topz, config]
+config: {reload: signal}
+volumes: {data: /data}
+resources: {memory: 256m, cpus: 0.5}
+"""
+
+
+@pytest.fixture
+def shop(client, auth):
+    assert client.post("/api/v1/apps", data=MANIFEST, headers=auth | {"Content-Type": "application/yaml"}).status_code == 201
+    assert client.put("/api/v1/apps/shop/config", json={"API_KEY": "k-very-secret"}, headers=auth,
+                      query_string={}).status_code in (200, 409)
+    return client
+
+
+def export(client, auth, **params) -> list[dict]:
+    response = client.get("/api/v1/apps/shop/export", headers=auth, query_string=params)
+    assert response.status_code == 200, response.get_json()
+    assert response.mimetype == "application/yaml"
+    document = yaml.safe_load(response.get_data(as_text=True))
+    assert (document["apiVersion"], document["kind"]) == ("v1", "List")
+    return document["items"]
+
+
+def by_kind(objects: list[dict]) -> dict[str, list[dict]]:
+    found: dict[str, list[dict]] = {}
+    for obj in objects:
+        found.setdefault(obj["kind"], []).append(obj)
+    return found
+
+
+@pytest.mark.parametrize("version", ["1.28", "1.29", "1.33", "1.37"])
+def test_every_export_is_valid_for_its_version(shop, auth, version):
+    for obj in export(shop, auth, kube_version=version, host="shop.example.com"):
+        # Raises ValidationError naming each problem (an unknown field among them: --strict).
+        assert kubernetes_validate.validate(obj, f"{version}.0", strict=True) == version, obj["kind"]
+
+
+def test_the_pod_model_rendered_as_a_deployment(shop, auth):
+    objects = by_kind(export(shop, auth, host="shop.example.com", image_prefix="registry.example.com/team/"))
+    [deployment] = objects["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["git-sync", "topz", "config"]
+    assert all(c["restartPolicy"] == "Always" for c in pod["initContainers"])  # native sidecars
+    assert [c["name"] for c in pod["containers"]] == ["runtime"]
+    assert pod["shareProcessNamespace"] is True  # topz (and config in signal mode) see every process
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    assert all(c["image"].startswith("registry.example.com/team/paas-") for c in pod["containers"] + pod["initContainers"])
+    runtime = pod["containers"][0]
+    assert runtime["resources"] == {"limits": {"memory": "256Mi", "cpu": "500m"}}
+    assert runtime["readinessProbe"]["httpGet"]["path"] == "/"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes["workspace"]
+    assert volumes["vol-data"]["persistentVolumeClaim"]["claimName"] == "shop-vol-data"
+    assert [c["metadata"]["name"] for c in objects["PersistentVolumeClaim"]] == ["shop-vol-data"]
+    labels = deployment["metadata"]["labels"]
+    assert labels["app.kubernetes.io/name"] == "shop" and labels["app.kubernetes.io/managed-by"] == "paas"
+    [service] = objects["Service"]
+    port = runtime["ports"][0]["containerPort"]
+    assert service["spec"]["ports"][0]["targetPort"] == port
+    [ingress] = objects["Ingress"]
+    assert ingress["spec"]["rules"][0]["host"] == "shop.example.com"
+
+
+def test_credentials_and_config_are_in_secrets_only(shop, auth):
+    objects = by_kind(export(shop, auth))
+    [deployment] = objects["Deployment"]
+    assert "k-very-secret" not in json.dumps(deployment)
+    secrets = {s["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in s["data"].items()}
+               for s in objects["Secret"]}
+    settings = json.loads(secrets["shop-pushes"]["runtime-settings.json"])
+    assert settings["config"] == {"API_KEY": "k-very-secret"}
+    assert json.loads(secrets["shop-pushes"]["config-config.json"])["vars"] == {"API_KEY": "k-very-secret"}
+    git_sync = next(c for c in deployment["spec"]["template"]["spec"]["initContainers"] if c["name"] == "git-sync")
+    env = {e["name"]: e["value"] for e in git_sync["env"]}
+    assert env["GITSYNC_PASSWORD_FILE"] == "/etc/paas/secrets/git-password"
+    assert secrets["shop-secrets"]["git-password"]  # the app's pull token, as a file
+
+
+def test_before_1_29_sidecars_are_ordinary_containers(shop, auth):
+    [deployment] = by_kind(export(shop, auth, kube_version="1.28"))["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    assert [c["name"] for c in pod["containers"]] == ["git-sync", "topz", "config", "runtime"]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"kube_version": "latest"}, "the Kubernetes version must look like 1.33, not 'latest'"),
+        ({"format": "helm"}, "format must be kubernetes (the only export there is)"),
+        ({"namespace": "Bad_NS"}, "namespace 'Bad_NS' is not a DNS label (lowercase letters, digits and '-')"),
+        ({"host": "-x-"}, "host '-x-' is not a DNS name"),
+        ({"image_prefix": "reg istry/"},
+         "image prefix 'reg istry/' must be a registry path ending in '/', like registry.example.com/team/"),
+    ],
+)
+def test_bad_export_options_get_one_sentence(shop, auth, params, message):
+    response = shop.get("/api/v1/apps/shop/export", headers=auth, query_string=params)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == message
+
+
+@pytest.mark.kubernetes
+@pytest.mark.slow
+def test_the_1_20_shape_is_accepted_by_a_real_api_server(shop, auth, kube_cluster):
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(str(kube_cluster))
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    namespace = "paas-export"
+    core.patch_namespace(namespace, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+                         field_manager="test", _content_type="application/apply-patch+yaml")
+    objects = export(shop, auth, kube_version="1.20", namespace=namespace, host="shop.example.com")
+    appliers = {
+        "Secret": core.patch_namespaced_secret,
+        "PersistentVolumeClaim": core.patch_namespaced_persistent_volume_claim,
+        "Deployment": apps.patch_namespaced_deployment,
+        "Service": core.patch_namespaced_service,
+        "Ingress": client.NetworkingV1Api(api).patch_namespaced_ingress,
+    }
+    try:
+        for dry_run in ("All", None):
+            for obj in objects:
+                kwargs = {"dry_run": dry_run} if dry_run else {}
+                applied = appliers[obj["kind"]](obj["metadata"]["name"], namespace, obj, field_manager="test",
+                                                _content_type="application/apply-patch+yaml", **kwargs)
+                assert applied.metadata.name == obj["metadata"]["name"]
+        stored = apps.read_namespaced_deployment("shop", namespace)
+        # 1.20 keeps what it knows: the pod as rendered, no field dropped on the way.
+        containers = [c.name for c in stored.spec.template.spec.containers]
+        assert containers == ["git-sync", "topz", "config", "runtime"]
+        assert stored.spec.template.spec.share_process_namespace is True
+    finally:
+        core.delete_namespace(namespace)
