@@ -269,7 +269,9 @@ def test_stale_worktree_timeout_keeps_the_old_worktree_that_long(
     wait_for(lambda: not old.exists(), what="the stale worktree's removal", timeout=10)
     assert time.monotonic() - swapped >= 1.4
     assert sidecar.worktrees() == [second]
-    assert first not in git("worktree", "list", cwd=sidecar.root)
+    # The directory goes first, then `git worktree prune` makes git forget it.
+    wait_for(lambda: first not in git("worktree", "list", cwd=sidecar.root), what="git to forget the old worktree",
+             timeout=10)
 
 
 def test_submodules_are_checked_out_recursively_unless_off(
