@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 
 import kubernetes_validate
 import pytest
@@ -150,3 +151,34 @@ def test_the_1_20_shape_is_accepted_by_a_real_api_server(shop, auth, kube_cluste
         assert stored.spec.template.spec.share_process_namespace is True
     finally:
         core.delete_namespace(namespace)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("kubeconfig", "error"),
+    [
+        (None, "error: no Kubernetes cluster to use: set KUBECONFIG (or ~/.kube/config), or run the control plane in one"),
+        ("dead", "error: the Kubernetes API server at https://127.0.0.1:{port} did not answer: Connection refused"),
+    ],
+)
+def test_up_without_a_reachable_cluster_says_so_in_one_sentence(tmp_path, kubeconfig, error):
+    import subprocess
+    import sys
+
+    from helpers import free_port
+
+    port = free_port()  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"} | {"HOME": str(tmp_path), "PAAS_DATA": str(tmp_path / "data")}
+    if kubeconfig == "dead":
+        path = tmp_path / "kubeconfig"
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "c",
+            "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        }))
+        env["KUBECONFIG"] = str(path)
+    done = subprocess.run([sys.executable, "-m", "paas.cli", "up", "--backend", "kubernetes", "--port", str(free_port())],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip() == error.format(port=port)

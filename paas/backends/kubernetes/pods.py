@@ -12,6 +12,7 @@ only a changed pod spec changes the Deployment's template, which Kubernetes roll
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.stream import stream
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import HTTPError, MaxRetryError
 
 from paas.backends import streams
 from paas.backends.base import ContainerStatus, PodStatus, read_status
@@ -68,7 +69,9 @@ class KubernetesBackend:
                 ch for ch in version.minor if ch.isdigit()))))
             self._apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}})
         except (ApiException, HTTPError, OSError, ValueError) as e:
-            raise BackendUnavailable(f"the Kubernetes API server did not answer: {_reason(e)}") from None
+            raise BackendUnavailable(
+                f"the Kubernetes API server at {self.api.configuration.host} did not answer: {_reason(e)}"
+            ) from None
         self._lock = threading.RLock()
         self._ports: dict[str, dict[str, int]] = {}  # host network: app -> "container/port" -> node port
         self._seen: dict[str, client.V1Pod] = {}  # the pods of the last `pods()`, for endpoints
@@ -353,4 +356,6 @@ def _reason(e: Exception) -> str:
         except (ValueError, AttributeError):
             message = None
         return str(message or e.reason or f"HTTP {e.status}")[:300]
+    if isinstance(e, MaxRetryError) and e.reason is not None:  # "[Errno 111] Connection refused" -> the words
+        return re.sub(r"^\[Errno -?\d+\] ", "", str(e.reason).rsplit(": ", 1)[-1]).strip("')\"(")[:300]
     return type(e).__name__ if not str(e) else str(e).splitlines()[0][:300]
