@@ -48,25 +48,22 @@ class KubernetesBackend:
     def __init__(self, instance: str, settings: Settings) -> None:
         self.instance = instance
         self.namespace = check_namespace(settings.kube_namespace)
-        self.host_network = bool(settings.kube_host_network)
-        self.apps_host = settings.app_address if settings.app_address not in ("0.0.0.0", "::", "") else "127.0.0.1"
-        self.base = Options(
-            namespace=self.namespace,
-            image_prefix=check_image_prefix(settings.kube_image_prefix),
-            host_network=self.host_network,
-            apps_host=self.apps_host,
-            grace_period=settings.kube_grace_period,
-            instance=instance,
-            kube_version=(1, 20),  # replaced by the server's below
-        )
+        image_prefix = check_image_prefix(settings.kube_image_prefix)
         self.api = _connect()
         self.core = client.CoreV1Api(self.api)
         self.apps = client.AppsV1Api(self.api)
         self.networking = client.NetworkingV1Api(self.api)
         try:
             version = client.VersionApi(self.api).get_code(_request_timeout=TIMEOUT)
-            self.base = replace(self.base, kube_version=(int(version.major), int("".join(
-                ch for ch in version.minor if ch.isdigit()))))
+            self.base = Options(
+                namespace=self.namespace,
+                kube_version=(int(version.major), int("".join(ch for ch in version.minor if ch.isdigit()))),
+                image_prefix=image_prefix,
+                host_network=bool(settings.kube_host_network),
+                apps_host=settings.app_address if settings.app_address not in ("0.0.0.0", "::", "") else "127.0.0.1",
+                grace_period=settings.kube_grace_period,
+                instance=instance,
+            )
             self._apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}})
         except (ApiException, HTTPError, OSError, ValueError) as e:
             raise BackendUnavailable(
@@ -176,16 +173,7 @@ class KubernetesBackend:
 
     def endpoint(self, app: str, container: str, port: str) -> str | None:
         pod = self._seen.get(app) or self._pod(app)
-        if pod is None:
-            return None
-        declared = _described(pod).get(container, {}).get("ports", {}).get(port)
-        if declared is None:
-            return None
-        number, published = declared
-        if self.host_network:
-            return f"http://{self.apps_host if published else '127.0.0.1'}:{number}"
-        address = pod.status.pod_ip if pod.status else None
-        return f"http://{address}:{number}" if address else None
+        return None if pod is None else self._url(pod, _described(pod).get(container, {}), port)
 
     def signal(self, app: str, container: str, signal: int) -> bool:
         """Signal the container's main process by exec (``kill`` in its shell); not in a pod
@@ -234,7 +222,7 @@ class KubernetesBackend:
     def _ports_for(self, spec: PodSpec, current: client.V1Deployment | None) -> dict[str, int]:
         """Host network: the node ports of the pod's internal ports — those its Deployment was
         given (kept across restarts of the control plane), new free ones for the rest."""
-        if not self.host_network:
+        if not self.base.host_network:
             return {}
         known = self._ports.get(spec.app)
         if known is None and current is not None:
@@ -243,7 +231,7 @@ class KubernetesBackend:
         taken = {n for other in self._ports.values() for n in other.values()} | set(ports.values())
         for key in render.internal_ports(spec):
             if key not in ports:
-                ports[key] = _free_port(self.apps_host, taken)
+                ports[key] = _free_port(self.base.apps_host, taken)
                 taken.add(ports[key])
         self._ports[spec.app] = ports
         return ports
@@ -252,15 +240,27 @@ class KubernetesBackend:
         self.pods()
         return self._seen.get(app)
 
+    def _url(self, pod: client.V1Pod, about: dict, port: str) -> str | None:
+        """Where the control plane reaches a port the pod's annotation describes (``about``: a
+        container's entry): the node's address for it on its network, else the pod's IP."""
+        declared = about.get("ports", {}).get(port)
+        if declared is None:
+            return None
+        number, published = declared
+        if self.base.host_network:
+            address: str | None = render.listen_host(published, self.base)
+        else:
+            address = pod.status.pod_ip if pod.status else None
+        return f"http://{address}:{number}" if address else None
+
     def _status(self, app: str, pod: client.V1Pod) -> PodStatus:
         described = _described(pod)
         statuses = {s.name: s for s in (pod.status.init_container_statuses or []) + (pod.status.container_statuses or [])}
         containers: list[ContainerStatus] = []
-        reports: dict[str, dict] = {}
         endpoints: dict[str, dict] = {}
         for name, about in described.items():
             s = statuses.get(name)
-            if s is None or not about:  # an ordinary init container: not one of the pod spec's
+            if s is None:  # not reported by the kubelet yet
                 continue
             state, started, exit_code = _state(s)
             containers.append(ContainerStatus(
@@ -270,11 +270,11 @@ class KubernetesBackend:
             ))
             status = about.get("status")
             if status and state == "running":
-                url = self.endpoint(app, name, status["port"])
+                url = self._url(pod, about, status["port"])
                 if url:
                     endpoints[name] = read_status(f"{url}{status['path']}")
         annotations = pod.metadata.annotations or {}
-        return PodStatus(app, annotations.get(render.DIGEST, ""), containers, endpoints, reports)
+        return PodStatus(app, annotations.get(render.DIGEST, ""), containers, endpoints)
 
     def _follower(self, pod: str, container: str, tail: int) -> Callable[[], Iterator[str]]:
         def lines() -> Iterator[str]:

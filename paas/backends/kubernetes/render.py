@@ -57,6 +57,19 @@ def selector(app: str, instance: str = "") -> str:
     return ",".join(f"{k}={v}" for k, v in labels(app, instance).items() if k != "app.kubernetes.io/part-of")
 
 
+def listen_host(published: bool, options: Options) -> str:
+    """Where a port listens: on every address of the pod's own network; on the node's network,
+    the app's port at ``apps_host`` and the internal ones on loopback."""
+    if not options.host_network:
+        return "0.0.0.0"
+    return options.apps_host if published else "127.0.0.1"
+
+
+def _matching(meta: dict[str, str]) -> dict[str, str]:
+    """The labels that select the app's pods (those that never change)."""
+    return {k: v for k, v in meta.items() if k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
+
+
 def internal_ports(spec: PodSpec) -> list[str]:
     """The ``container/port`` keys host-network mode must give node ports (all but published ones)."""
     return [f"{c.name}/{p.name}" for c in spec.containers for p in c.ports if not p.publish]
@@ -161,7 +174,6 @@ def _deployment(spec: PodSpec, options: Options, meta: dict[str, str], has_pushe
         if options.host_network
         else {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
     )
-    select = {k: v for k, v in meta.items() if k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -169,7 +181,7 @@ def _deployment(spec: PodSpec, options: Options, meta: dict[str, str], has_pushe
         "spec": {
             "replicas": 1,
             "revisionHistoryLimit": 3,
-            "selector": {"matchLabels": select},
+            "selector": {"matchLabels": _matching(meta)},
             "strategy": strategy,
             "template": {"metadata": {"labels": dict(meta), "annotations": annotations}, "spec": pod},
         },
@@ -212,13 +224,9 @@ def _volume_name(name: str) -> str:
 
 def _container(spec: PodSpec, container: Container, options: Options, numbers: dict[tuple[str, str], int]) -> dict:
     env = {k: v for k, v in container.env.items() if k not in container.live_env}
-    bind_host = "0.0.0.0"
-    if options.host_network:
-        bind_host = "127.0.0.1"
     for port in container.ports:
         if port.bind_env:
-            host = options.apps_host if (options.host_network and port.publish) else bind_host
-            env[port.bind_env] = f"{host}:{numbers[(container.name, port.name)]}"
+            env[port.bind_env] = f"{listen_host(port.publish, options)}:{numbers[(container.name, port.name)]}"
     env |= {var: f"127.0.0.1:{numbers[peer]}" for var, peer in container.peers.items() if peer in numbers}
     mounts = [{"name": _volume_name(m.volume), "mountPath": m.path, **({"readOnly": True} if m.read_only else {})}
               for m in container.mounts]
@@ -247,7 +255,7 @@ def _container(spec: PodSpec, container: Container, options: Options, numbers: d
         port = next(p for p in container.ports if p.name == container.readiness.port)
         probe: dict = {"path": container.readiness.path, "port": numbers[(container.name, port.name)]}
         if options.host_network:
-            probe["host"] = options.apps_host if port.publish else "127.0.0.1"
+            probe["host"] = listen_host(port.publish, options)
         rendered["readinessProbe"] = {"httpGet": probe, "periodSeconds": 2, "failureThreshold": 3}
     return rendered
 
@@ -269,13 +277,12 @@ def memory(docker: str) -> str:
 
 
 def _service(app: str, meta: dict[str, str], options: Options, published: list[Port]) -> dict:
-    select = {k: v for k, v in meta.items() if k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _metadata(app, meta, options),
         "spec": {
-            "selector": select,
+            "selector": _matching(meta),
             "ports": [{"name": "http", "port": p.number, "targetPort": p.number, "protocol": "TCP"}
                       for p in published[:1]],
         },
