@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from paas.ca import KeyPair
 from paas.repos import DEPLOY_REF
 from paas.store import App
 
@@ -25,6 +26,8 @@ class Platform:
     default_sidecars: tuple[str, ...] = ()
     git_sync_image: str = ""  # empty: paas-git-sync of this version
     git_sync_command: str = "git-sync"  # what the local backend runs
+    domain: str = "localhost"  # apps are served at APP.<domain>
+    router_tls_port: int = 0  # where the router takes TLS (what plain-HTTP redirects name); 0: none
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,11 @@ class AppSpec:
     config_webhook: str = "/-/reload"
     generation: int = 0
     volumes: dict[str, str] = field(default_factory=dict)  # name -> path (absolute, or in the revision)
+    hosts: tuple[str, ...] = ()  # the names it is served at: APP.<domain> first
+    https_redirect: bool = False
+    hsts: int = 0
+    redirect_port: int = 0  # the port plain-HTTP redirects name (the router's TLS port)
+    tls: KeyPair | None = field(default=None, repr=False)  # its certificate (with the https sidecar)
 
     def has(self, sidecar: str) -> bool:
         return any(s.name == sidecar for s in self.sidecars)
@@ -104,4 +112,13 @@ def resolve(app: App, platform: Platform, config: dict[str, str] | None = None) 
         config_webhook=m.config.webhook,
         generation=app.generation,
         volumes=dict(m.volumes),
+        hosts=host_names(app.name, m.hosts, platform.domain),
+        https_redirect=bool(m.https and m.https.redirect),
+        hsts=m.https.hsts if m.https else 0,
+        redirect_port=platform.router_tls_port,
     )
+
+
+def host_names(name: str, hosts: list[str], domain: str) -> tuple[str, ...]:
+    """The names an app is served at: ``APP.<domain>``, then the manifest's own."""
+    return tuple(dict.fromkeys([f"{name}.{domain}", *hosts]))

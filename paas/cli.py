@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -13,17 +12,15 @@ from urllib.parse import urlsplit
 
 import click
 
-from paas import lock
-from paas.cliconfig import DEFAULT_URL, read_config, write_config
+from paas.cli_up import CONTEXT, images, up
+from paas.cliconfig import DEFAULT_URL, read_config
 from paas.errors import PaasError
 from paas.names import check_app_name
-from paas.settings import BACKENDS, Settings
 
 if TYPE_CHECKING:
     from paas.client import Client
 
 EXIT_ERROR, EXIT_USAGE = 1, 2
-CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
 class UserError(click.ClickException):
@@ -146,84 +143,6 @@ def help_command(ctx: click.Context, command: tuple[str, ...]) -> None:
     click.echo(parent.get_help())
 
 
-@cli.command()
-@click.option("--host", envvar="PAAS_HOST", help="Address to listen on [default: 127.0.0.1].")
-@click.option("--port", envvar="PAAS_PORT", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option(
-    "--backend",
-    envvar="PAAS_BACKEND",
-    default="local",
-    show_default=True,
-    type=click.Choice(BACKENDS),
-    help="Where pods run.",
-)
-@click.option(
-    "--data-dir",
-    envvar="PAAS_DATA",
-    type=click.Path(path_type=Path),
-    help="Where apps, repos and pods live (default ~/.local/share/paas).",
-)
-@click.option(
-    "--apps-host", envvar="PAAS_APPS_HOST", help="Address app ports listen on [default: the --host address]."
-)
-@click.option(
-    "--default-sidecars",
-    envvar="PAAS_DEFAULT_SIDECARS",
-    help="Sidecars added to every app's pod, comma-separated (e.g. topz); an app may decline one.",
-)
-def up(
-    host: str | None,
-    port: int,
-    backend: str,
-    data_dir: Path | None,
-    apps_host: str | None,
-    default_sidecars: str | None,
-) -> None:
-    """Run the control plane (API, git server, console) in the foreground."""
-    from paas.server.serve import ControlPlaneServer
-    from paas.store import Store
-
-    settings = Settings.load(
-        {
-            "host": host,
-            "port": port,
-            "backend": backend,
-            "data_dir": data_dir,
-            "apps_host": apps_host,
-            "default_sidecars": default_sidecars,
-        }
-    )
-    # First of all: a data directory a running control plane holds is left alone.
-    lock.acquire(settings.data_dir, settings.url)
-    _check_port_free(settings.host, settings.port)
-    Store.in_data_dir(settings.data_dir).close()  # migrated here, or refused in one sentence
-    also_on: tuple[str, ...] = ()
-    if settings.backend in ("docker", "kubernetes"):
-        from paas.backends import make_backend
-
-        # Fails here, in one sentence, without Docker and its images, or without a cluster.
-        make_backend(settings).close()
-    if settings.backend == "docker":
-        from paas.backends.docker import images as docker_images
-
-        client = docker_images.connect()
-        old = docker_images.stale(client)
-        if old:
-            tags = ", ".join(i.tag for i in old)
-            click.echo(f"warning: {tags} were built from older source: run `paas images build`", err=True)
-        gateway = docker_images.bridge_gateway(client)
-        if gateway and settings.host.startswith("127.") and not settings.internal_url:
-            also_on = (gateway,)  # where pods reach the git server (host.docker.internal)
-    settings = settings.with_token()
-    config = write_config(settings.url, settings.token)
-    click.echo(f"paas control plane ({settings.backend} backend), data in {settings.data_dir}")
-    click.echo(f"console:  {settings.url}/")
-    click.echo(f"token:    {settings.token}")
-    click.echo(f"CLI configured in {config}; stop with Ctrl-C")
-    click.echo(f"git push auth: git config --global credential.{settings.url}.helper '!paas git-credential'")
-    ControlPlaneServer(settings, also_on).run()
-
-
 def manifest_file(help_text: str) -> Callable[[Callable], Callable]:
     """The `-f FILE` option of the commands that send a manifest."""
     return click.option("-f", "--file", "path", required=True, help=help_text,
@@ -242,7 +161,7 @@ def read_manifest(path: Path) -> tuple[bytes, str]:
 def create(ctx: Context, path: Path) -> None:
     """Create an app from its manifest."""
     app = ctx.client.create(*read_manifest(path))
-    lines = [f"created {app['name']} on port {app['port']}: {app['url']}"]
+    lines = [f"created {app['name']} on port {app['port']}: {app['urls'][0]}"]
     if app["manifest"]["source"]["repo"] is None:
         branch = app["manifest"]["source"]["ref"]
         lines += [
@@ -357,7 +276,7 @@ def list_apps(ctx: Context) -> None:
     """List apps: state, the release that serves, the latest release and its outcome."""
     apps = ctx.client.apps()
     rows = [("NAME", "STATE", "SERVING", "LATEST", "URL")] + [
-        (a["name"], a["state"], _release(a["serving"], status=False), _release(a["latest"]), a["url"]) for a in apps
+        (a["name"], a["state"], _release(a["serving"], status=False), _release(a["latest"]), a["urls"][0]) for a in apps
     ]
     ctx.emit(apps, _table(rows) if apps else "no apps yet: paas create -f paas.yaml")
 
@@ -381,7 +300,7 @@ def _status_lines(app: dict) -> list[str]:
         f"name:      {app['name']}",
         f"state:     {app['state']}",
         *([f"problem:   {app['problem']}: fix it with `paas apply -f FILE`"] if app.get("problem") else []),
-        f"url:       {app['url']}",
+        *[f"{'urls:' if i == 0 else '':<11}{url}" for i, url in enumerate(app["urls"])],
         f"runtime:   {runtime}",
         f"serving:   {_release_line(serving) if serving else '-'}",
         f"latest:    {_release(app['latest']) if app['latest'] else '-'}",
@@ -514,34 +433,19 @@ def rollback(ctx: Context, name: str, revision: str | None) -> None:
     ctx.emit(release, f"{name}: v{release['number']} {release['status']} ({release['message']}), {release['revision'][:12]}")
 
 
-@cli.group(context_settings=CONTEXT)
-def images() -> None:
-    """Pod images for the docker backend."""
+@cli.command()
+@global_options
+@pass_ctx
+def ca(ctx: Context) -> None:
+    """Print the platform CA's certificate (PEM): trust it to trust every app's https.
+
+    For example: paas ca > paas-ca.pem; curl --cacert paas-ca.pem https://NAME.localhost:8443/
+    """
+    click.echo(ctx.client.ca(), nl=False)
 
 
-@images.command(name="build")
-@click.option(
-    "--offline-base/--no-offline-base",
-    default=None,
-    help="Build the base image from Debian packages (default: only when it can't be pulled).",
-)
-@click.option(
-    "--base", default=None, help="Base image every Dockerfile builds FROM [default: python:3.11-slim]."
-)
-@click.option(
-    "--control-plane/--no-control-plane",
-    default=True,
-    show_default=True,
-    help="Also build the control plane's image (for docker-compose).",
-)
-def images_build(offline_base: bool | None, base: str | None, control_plane: bool) -> None:
-    """Build the git-sync, runtime and control plane images (the base image first if missing)."""
-    from paas.backends.docker import images as docker_images
-
-    client = docker_images.connect()
-    wanted = docker_images.IMAGES if control_plane else docker_images.POD_IMAGES
-    docker_images.build(client, wanted, base or docker_images.BASE_IMAGE, offline_base, say=click.echo)
-    click.echo("built " + ", ".join(image.tag for image in wanted))
+cli.add_command(up)
+cli.add_command(images)
 
 
 @cli.command(name="git-credential")
@@ -558,15 +462,6 @@ def git_credential(ctx: Context, operation: str) -> None:
     ours = urlsplit(ctx.url)
     if fields.get("protocol") == ours.scheme and fields.get("host") == ours.netloc and ctx.token:
         click.echo(f"username=paas\npassword={ctx.token}")
-
-
-def _check_port_free(host: str, port: int) -> None:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as e:
-            raise PaasError(f"cannot listen on {host}:{port}: {e.strerror} (use --port)") from None
 
 
 def _release(release: dict | None, status: bool = True) -> str:

@@ -75,6 +75,9 @@ class Client:
     def export(self, name: str, params: dict[str, str]) -> str:
         return self.request("GET", f"/apps/{name}/export", params=params).text
 
+    def ca(self) -> str:
+        return self.request("GET", "/ca").text
+
     def processes(self, name: str) -> list[dict]:
         return self.request("GET", f"/apps/{name}/processes").json()["processes"]
 

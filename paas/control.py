@@ -8,12 +8,13 @@ import socket
 import threading
 from collections.abc import Iterator
 
-from paas import jsonhttp, podspec, remote
+from paas import appspec, jsonhttp, podspec, remote, routes
 from paas import manifest as manifest_mod
 from paas.appspec import Platform
-from paas.backends.base import Backend
+from paas.backends.base import Backend, PodStatus
 from paas.backends.kubernetes import render
 from paas.backends.kubernetes.options import export_options
+from paas.ca import CertificateAuthority
 from paas.deploys import Deploys
 from paas.errors import BackendUnavailable, Conflict, PaasError, PortInUse
 from paas.lifecycle import Lifecycle, check_variables
@@ -21,8 +22,8 @@ from paas.manifest import Manifest
 from paas.names import check_app_name
 from paas.reconciler import Reconciler
 from paas.repos import Repos
-from paas.settings import Settings
-from paas.sidecars import TOPZ
+from paas.settings import Settings, instance_id
+from paas.sidecars import HTTPS, TOPZ
 from paas.status import describe
 from paas.store import App, Release, Store
 
@@ -42,7 +43,11 @@ class ControlPlane:
             default_sidecars=settings.sidecars,
             git_sync_image=settings.git_sync_image,
             git_sync_command=settings.git_sync_command,
+            domain=settings.domain,
+            router_tls_port=settings.router_tls_port,
         )
+        self.ca = CertificateAuthority(settings.data_dir / "ca", instance_id(settings.data_dir))
+        self.routes = routes.TableWriter(routes.table_path(settings.data_dir))
         self.reconciler = Reconciler(
             self.store,
             backend,
@@ -50,11 +55,14 @@ class ControlPlane:
             settings.reconcile_interval,
             on_failed=self._release_failed,
             verify=_vouched,
+            issuer=self.ca,
+            on_pass=self._routes_changed,
         )
         self.deploys = Deploys(self.store, self.repos, backend, self.reconciler, settings.sync_trigger)
         self.lifecycle = Lifecycle(self.store, backend, self.reconciler, self.deploys)
 
     def start(self) -> None:
+        self.ca.certificate()  # made on the first start: apps' certificates are issued from it
         apps = self.store.list_apps()
         for app in apps:
             if not app.manifest.hosted:
@@ -81,6 +89,7 @@ class ControlPlane:
         m = manifest_mod.parse(text)
         with self.reconciler.lock:
             self.lifecycle.check(App(m.name, m, 0, "", 0.0))
+            self._check_hosts(m)
             port = self._port_for(m)
             app = self.store.create_app(m, port, secrets.token_urlsafe(24), m.source.password)
             if m.hosted:
@@ -107,12 +116,13 @@ class ControlPlane:
     def describe(self, name: str, host: str | None = None) -> dict:
         app = self.app(name)
         pod = self.reconciler.pods().get(app.name)
-        return describe(app, pod, self.store.releases(app.name), self.store.events(app.name, 20), self.url_of(app, host))
+        return describe(app, pod, self.store.releases(app.name), self.store.events(app.name, 20),
+                        self.urls_of(app, host))
 
     def list_apps(self, host: str | None = None) -> list[dict]:
         pods = self.reconciler.pods()
         return [
-            describe(app, pods.get(app.name), self.store.releases(app.name), [], self.url_of(app, host))
+            describe(app, pods.get(app.name), self.store.releases(app.name), [], self.urls_of(app, host))
             for app in self.store.list_apps()
         ]
 
@@ -121,8 +131,23 @@ class ControlPlane:
         and the reconciler's changed snapshots (no query, no backend call)."""
         return self.store.changes, self.reconciler.generation
 
-    def url_of(self, app: App, host: str | None = None) -> str:
-        return f"http://{host or self._public_host()}:{app.port}/"
+    def urls_of(self, app: App, host: str | None = None) -> list[str]:
+        """Where the app is served, best first: by host name through the router (https with
+        the https sidecar, then http), then its own port (``host``: as the caller reached us)."""
+        spec = appspec.resolve(app, self.platform)
+        tls = spec.has(HTTPS)
+        scheme = "https" if tls else "http"
+        urls = []
+        for name in spec.hosts:
+            if tls and self.settings.router_tls_port:
+                urls.append(_url("https", name, self.settings.router_tls_port))
+            if self.settings.router_port:
+                urls.append(_url("http", name, self.settings.router_port))
+        return [*urls, _url(scheme, host or self._public_host(), app.port)]
+
+    def ca_certificate(self) -> str:
+        """The platform CA's certificate (PEM), for users to trust."""
+        return self.ca.certificate()
 
     def releases(self, name: str) -> list[Release]:
         return self.store.releases(self.app(name).name)
@@ -173,6 +198,7 @@ class ControlPlane:
         app = self.app(name)
         m = manifest_mod.parse(text)
         with self.reconciler.lock:
+            self._check_hosts(m)
             port = app.port if m.port in (None, app.port) else self._port_for(m)
         result = self.lifecycle.apply(app, m, port)
         return result | {"app": self.describe(name)}
@@ -188,6 +214,21 @@ class ControlPlane:
 
     def _release_failed(self, app: App, release: Release) -> None:
         self.deploys.release_failed(app, release)
+
+    def _routes_changed(self, apps: list[App], pods: dict[str, PodStatus]) -> None:
+        """After every reconcile pass: the router's table, from the apps and their pods."""
+        specs = [appspec.resolve(app, self.platform) for app in apps]
+        self.routes.write(routes.build(specs, pods, self._public_host(), self.settings.domain))
+
+    def _check_hosts(self, m: Manifest) -> None:
+        """A host name serves one app: refuse a manifest claiming another app's."""
+        wanted = appspec.host_names(m.name, m.hosts, self.settings.domain)
+        for other in self.store.list_apps():
+            if other.name == m.name:
+                continue
+            taken = set(wanted) & set(appspec.host_names(other.name, other.manifest.hosts, self.settings.domain))
+            if taken:
+                raise Conflict(f"host name {sorted(taken)[0]} is already served by the app {other.name}")
 
     # helpers
 
@@ -207,6 +248,11 @@ class ControlPlane:
             if port not in used and _bindable(port):
                 return port
         raise PaasError("no free port left for a new app")
+
+
+def _url(scheme: str, host: str, port: int) -> str:
+    default = 443 if scheme == "https" else 80
+    return f"{scheme}://{host}/" if port == default else f"{scheme}://{host}:{port}/"
 
 
 def _vouched(app: App, revision: str) -> bool:

@@ -22,12 +22,10 @@ from pydantic_core import ErrorDetails
 
 from paas import sidecars
 from paas.errors import InvalidManifest
-from paas.names import APP_NAME_RULE, is_app_name
+from paas.names import APP_NAME_RULE, is_app_name, is_host_name
 
 MAX_MANIFEST_BYTES = 64 * 1024
 RUNTIMES = ("python", "node", "static")
-# The design card's sidecars not shipped yet: rejected with a clear message, not ignored.
-PLANNED_SIDECARS = ("https", "config")
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED_ENV = re.compile(r"^(PORT|PAAS_.*|GITSYNC_.*)$")
@@ -210,6 +208,15 @@ def _volume_problem(name: str, path: str) -> str | None:
     return None
 
 
+class Https(BaseModel):
+    """What the https sidecar does besides TLS (`sidecars: [https]`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    redirect: bool = False  # plain HTTP answered with 308 to https://
+    hsts: Annotated[int, Field(ge=0, le=63072000)] = 0  # Strict-Transport-Security max-age, seconds
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -225,6 +232,9 @@ class Manifest(BaseModel):
     config: Config = Field(default_factory=Config)
     volumes: dict[str, str] = Field(default_factory=dict)
     resources: Resources | None = None
+    # Host names the router serves the app at besides APP.<domain>; its certificate covers them.
+    hosts: list[str] = Field(default_factory=list)
+    https: Https | None = None
 
     @field_validator("name")
     @classmethod
@@ -255,11 +265,28 @@ class Manifest(BaseModel):
     def _sidecars(cls, value: list[str]) -> list[str]:
         for name in value:
             if name not in sidecars.REGISTRY:
-                planned = " (planned, not yet available)" if name in PLANNED_SIDECARS else ""
-                raise ValueError(f"unknown sidecar {name!r}{planned}; available: {sidecars.available()}")
+                raise ValueError(f"unknown sidecar {name!r}; available: {sidecars.available()}")
         if len(set(value)) != len(value):
             raise ValueError("lists a sidecar twice")
         return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        bad = [h for h in value if not is_host_name(h)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a host name (lowercase DNS labels joined by '.')")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a host name twice")
+        if len(value) > 20:
+            raise ValueError("at most 20 host names")
+        return value
+
+    @model_validator(mode="after")
+    def _https_needs_sidecar(self) -> Manifest:
+        if self.https is not None and "https" in self.decline_sidecars:
+            raise ValueError("https: settings take effect through the https sidecar, which decline_sidecars declines")
+        return self
 
     @field_validator("volumes")
     @classmethod

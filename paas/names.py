@@ -24,3 +24,15 @@ def check_app_name(name: object) -> str:
         shown = repr(name) if len(str(name)) <= 80 else repr(str(name)[:80] + "…")
         raise InvalidAppName(f"invalid app name {shown}: must be {APP_NAME_RULE}")
     return name  # type: ignore[return-value]
+
+
+# A host name: dot-separated DNS labels, lowercase, at most 253 characters (no wildcards).
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def is_host_name(name: object) -> bool:
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= 253
+        and all(_LABEL.fullmatch(label) for label in name.split("."))
+    )

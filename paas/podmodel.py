@@ -39,6 +39,7 @@ class Port:
     number: int  # the port inside the pod's network namespace
     publish: bool = False  # reachable from outside the pod, at the same number
     bind_env: str | None = None  # the variable that tells the container HOST:PORT to bind
+    number_env: str | None = None  # one that tells it the bare number (a backend moving the port sets both)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import replace
 
 from paas import __version__
 from paas.appspec import AppSpec, Platform
@@ -50,6 +51,7 @@ PASSWORD_FILE = "git-password"
 SYNC_SIGNAL = "SIGHUP"
 SETTINGS_FILE = f"{WORKSPACE}/.paas-settings.json"
 VOLUMES = f"{WORKSPACE}/volumes"  # where a volume linked into the revision is mounted
+INNER_PORT = 8080  # the app's port inside its pod when a sidecar (https) stands in front
 
 
 def build(app: AppSpec, platform: Platform) -> PodSpec:
@@ -61,21 +63,31 @@ def build(app: AppSpec, platform: Platform) -> PodSpec:
     if app.source.password:
         volumes.append(Volume("secrets", SECRET, {PASSWORD_FILE: app.source.password}))
         sync_mounts.append(Mount("secrets", SECRETS_DIR, read_only=True))
-    containers = [_sync(app, platform, tuple(sync_mounts)), _runtime(app, workspace)]
-    share_pid = False
+    kinds = []
     for sidecar in app.sidecars:
         kind = REGISTRY.get(sidecar.name)
         if kind is None:
             raise InvalidInput(f"unknown sidecar {sidecar.name!r}; available: {available()}")
+        kinds.append((sidecar, kind))
+    # A sidecar in front of the app's port takes its number; the app listens inside the pod.
+    front = next((kind for _, kind in kinds if kind.fronts), None)
+    containers = [_sync(app, platform, tuple(sync_mounts)), _runtime(app, workspace, fronted=front is not None)]
+    share_pid = False
+    for sidecar, kind in kinds:
         share_pid = share_pid or kind.share_pid(app)
+        ports = kind.ports
+        if kind is front:
+            ports = (replace(ports[0], number=app.port, publish=True), *ports[1:])
+        for volume, files in kind.secrets(app).items():
+            volumes.append(Volume(volume, SECRET, files))
         containers.append(
             Container(
                 kind.name,
                 SIDECAR,
                 kind.image,
                 kind.command,
-                dict(kind.env),
-                ports=kind.ports,
+                dict(kind.env) | kind.settings(app),
+                ports=ports,
                 mounts=kind.mounts,
                 readiness=kind.readiness,
                 status=kind.status,
@@ -179,11 +191,17 @@ def _volume_mounts(app: AppSpec) -> tuple[dict[str, str], list[Mount], dict[str,
     return env, mounts, links
 
 
-def _runtime(app: AppSpec, workspace: Mount) -> Container:
+def inner_port(app: AppSpec) -> int:
+    """Where the app listens inside the pod when a sidecar takes its published port."""
+    return INNER_PORT if app.port != INNER_PORT else INNER_PORT + 1
+
+
+def _runtime(app: AppSpec, workspace: Mount, fronted: bool) -> Container:
     volume_env, volume_mounts, links = _volume_mounts(app)
     live = settings(app)
+    port = inner_port(app) if fronted else app.port
     env = {
-        "PORT": str(app.port),
+        "PORT": str(port),
         "PAAS_APP_DIR": LINK,
         "PAAS_RUNTIME": app.runtime or "",
         "PAAS_CACHE_DIR": CACHE,
@@ -204,7 +222,7 @@ def _runtime(app: AppSpec, workspace: Mount) -> Container:
         ("paas-runtime",),
         env,
         ports=(
-            Port("http", app.port, publish=True, bind_env="PAAS_BIND"),
+            Port("http", port, publish=not fronted, bind_env="PAAS_BIND", number_env="PORT"),
             Port("status", STATUS_PORT, bind_env="PAAS_STATUS_BIND"),
         ),
         mounts=(workspace, Mount("cache", CACHE), *volume_mounts),

@@ -19,12 +19,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 from paas import appspec, jsonhttp, podspec, store
 from paas.appspec import Platform
 from paas.backends.base import Backend, PodStatus
+from paas.ca import Issuer
 from paas.errors import PaasError
 from paas.podmodel import PodSpec
+from paas.sidecars import HTTPS
 from paas.store import App, Release, Store
 
 log = logging.getLogger("paas.reconciler")
@@ -42,14 +45,20 @@ class Reconciler:
         interval: float = 1.0,
         on_failed: Callable[[App, Release], None] | None = None,
         verify: Callable[[App, str], bool] | None = None,
+        issuer: Issuer | None = None,
+        on_pass: Callable[[list[App], dict[str, PodStatus]], None] | None = None,
     ) -> None:
         """``on_failed`` is told of each release that failed; ``verify(app, revision)`` says
-        whether a revision a remote-source app's pod serves is really its repository's."""
+        whether a revision a remote-source app's pod serves is really its repository's;
+        ``issuer`` gives apps with the https sidecar their certificates; ``on_pass`` sees
+        the apps and the snapshot after every pass (the router's table is made from them)."""
         self.store, self.backend = store, backend
         self.platform = platform
         self.interval = interval
         self.on_failed = on_failed
         self.verify = verify
+        self.issuer = issuer
+        self.on_pass = on_pass
         # Held while changing desired or actual state, so a deletion and a pass never interleave.
         self.lock = threading.RLock()
         self._wake = threading.Event()
@@ -135,6 +144,8 @@ class Reconciler:
             for name in actual.keys() - stored:
                 self.backend.remove(name)
                 log.info("removed pod %s: its app is no longer stored", name)
+            if self.on_pass is not None:
+                self.on_pass(apps, actual)
             self.passes += 1
 
     def _reconcile_app(self, app: App, pod: PodStatus | None) -> None:
@@ -152,7 +163,10 @@ class Reconciler:
 
     def spec(self, app: App) -> appspec.AppSpec:
         """The app spec of ``app``: its manifest and config resolved against the platform."""
-        return appspec.resolve(app, self.platform, self.store.config(app.name, app.config))
+        spec = appspec.resolve(app, self.platform, self.store.config(app.name, app.config))
+        if self.issuer is not None and spec.has(HTTPS):
+            spec = replace(spec, tls=self.issuer.issue((*spec.hosts, "127.0.0.1")))
+        return spec
 
     def _deliver(self, spec: PodSpec, pod: PodStatus) -> None:
         """Deliver each push whose container reports another version than the wanted one."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from paas import sidecars
 from paas.errors import InvalidInput
+from paas.names import is_host_name
 
 BACKENDS = ("local", "docker", "kubernetes")
 SYNC_TRIGGERS = ("auto", "http", "signal")
@@ -51,6 +52,11 @@ class Settings:
     kube_image_prefix: str = ""
     kube_host_network: int = 0
     kube_grace_period: int = 30
+    # The router (`paas up` starts it): every app at http://APP.<domain>:<router_port>/ and,
+    # with the https sidecar, https://APP.<domain>:<router_tls_port>/; a port of 0: no router.
+    domain: str = "localhost"
+    router_port: int = 8080
+    router_tls_port: int = 8443
 
     @classmethod
     def load(cls, overrides: dict[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -71,6 +77,11 @@ class Settings:
             raise InvalidSetting(
                 f"PAAS_SYNC_TRIGGER: use one of {', '.join(SYNC_TRIGGERS)}, not {settings.sync_trigger!r}"
             )
+        if not is_host_name(settings.domain):
+            raise InvalidSetting(f"PAAS_DOMAIN: {settings.domain!r} is not a DNS name (such as localhost or example.com)")
+        for name in ("router_port", "router_tls_port"):
+            if not 0 <= getattr(settings, name) <= 65535:
+                raise InvalidSetting(f"PAAS_{name.upper()}: {getattr(settings, name)} is not a port (0 turns it off)")
         unknown = [name for name in settings.sidecars if name not in sidecars.REGISTRY]
         if unknown:
             raise InvalidSetting(

@@ -31,11 +31,19 @@ class SidecarKind:
     status: Status | None = None
     # Where it reaches another container's port: variable -> (container, port name).
     peers: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # The runtime's port this sidecar stands in front of: the sidecar's first port takes over
+    # its number and publication, and the runtime's moves inside the pod.
+    fronts: str | None = None
+    # What the app spec makes of it: more variables, and secret volumes (name -> files).
+    settings: Callable[[Any], dict[str, str]] = lambda app: {}
+    secrets: Callable[[Any], dict[str, dict[str, str]]] = lambda app: {}
 
 
 TOPZ, TOPZ_PORT = "topz", 8077
 CONFIG, CONFIG_PORT = "config", 8076
 CONFIG_DIR = "/workspace/config"
+HTTPS = "https"
+TLS_DIR = "/etc/paas/tls"
 
 REGISTRY: dict[str, SidecarKind] = {
     TOPZ: SidecarKind(
@@ -60,6 +68,23 @@ REGISTRY: dict[str, SidecarKind] = {
         readiness=Readiness("http", "/healthz"),
         status=Status("http", "/status"),
         peers={"CONFIG_RUNTIME": ("runtime", "status"), "CONFIG_APP": ("runtime", "http")},
+    ),
+    HTTPS: SidecarKind(
+        name=HTTPS,
+        description="TLS in front of the app: its published port becomes HTTPS (plain HTTP stays on the router)",
+        image=f"paas-https:{__version__}",
+        command=("paas-https",),
+        ports=(Port("https", 8443, bind_env="HTTPS_ADDR"),),
+        env={"CERT_FILE": f"{TLS_DIR}/tls.crt", "KEY_FILE": f"{TLS_DIR}/tls.key"},
+        mounts=(Mount("tls", TLS_DIR, read_only=True),),
+        peers={"PROXY_ADDR": ("runtime", "http")},
+        fronts="http",
+        settings=lambda app: {
+            "HTTPS_REDIRECT": "1" if app.https_redirect else "0",
+            "HSTS_MAX_AGE": str(app.hsts),
+            "HTTPS_REDIRECT_PORT": str(app.redirect_port or ""),
+        },
+        secrets=lambda app: {"tls": {"tls.crt": app.tls.certificate, "tls.key": app.tls.key}} if app.tls else {},
     ),
 }
 

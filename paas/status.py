@@ -52,8 +52,10 @@ def state(app: App, pod: PodStatus | None, releases: list[Release]) -> str:
     return "deploying" if deploying else "syncing"
 
 
-def describe(app: App, pod: PodStatus | None, releases: list[Release], events: list[Event], url: str) -> dict:
-    """The app as the API shows it (``paas status``, ``paas list``, the console)."""
+def describe(app: App, pod: PodStatus | None, releases: list[Release], events: list[Event],
+             urls: list[str]) -> dict:
+    """The app as the API shows it (``paas status``, ``paas list``, the console). ``urls``:
+    where it is served, best first; the last is its own port (``url``)."""
     runtime = pod.runtime if pod else runtime_status.RuntimeStatus()
     serving = next((r for r in releases if r.status == st.LIVE), None)
     latest = releases[0] if releases else None
@@ -62,7 +64,8 @@ def describe(app: App, pod: PodStatus | None, releases: list[Release], events: l
         failure = None  # a later release served: that failure is history
     detected = runtime.runtime if app.manifest.runtime is None else None
     return app.to_json() | {
-        "url": url,
+        "url": urls[-1],
+        "urls": urls,
         "state": state(app, pod, releases),
         "runtime": app.manifest.runtime or detected,
         "runtime_detected": app.manifest.runtime is None and detected is not None,

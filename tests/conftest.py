@@ -12,6 +12,10 @@ from kube_harness import kube_cluster, kube_control_plane, kubernetes_problem  #
 from paas.server import create_app
 
 TOKEN = "test-token-123"
+# `paas up` starts a router on 8080 and 8443 by default: the suite's control planes pick free
+# ports instead (helpers.ControlPlane), and any other `paas up` a test runs has none.
+os.environ.setdefault("PAAS_ROUTER_PORT", "0")
+os.environ.setdefault("PAAS_ROUTER_TLS_PORT", "0")
 
 
 @pytest.fixture

@@ -107,7 +107,11 @@ class ControlPlane:
         self.data_dir, self.token, self.port, self.backend = data_dir, token, free_port(), backend
         self.cache = cache
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = os.environ | {"PAAS_TOKEN": token, "PAAS_CONFIG": str(config), "PAAS_DATA": str(data_dir)}
+        # Its router on free ports too (the suite turns the router off for other `paas up`s).
+        self.router_port, self.router_tls_port = free_port(), free_port()
+        self.env = os.environ | {"PAAS_TOKEN": token, "PAAS_CONFIG": str(config), "PAAS_DATA": str(data_dir),
+                                 "PAAS_ROUTER_PORT": str(self.router_port),
+                                 "PAAS_ROUTER_TLS_PORT": str(self.router_tls_port)}
         self.proc: subprocess.Popen | None = None
         self.log = data_dir.parent / f"paas-up-{self.port}.log"
 

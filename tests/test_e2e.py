@@ -54,7 +54,7 @@ def test_push_deploys_then_an_edit_goes_live(deployed):
     pushed = cp.push(repo, APP)
     # The push is answered once the release serves, and says so.
     assert [(r["number"], r["revision"], r["status"]) for r in releases(cp)] == [(1, head(repo), "live")]
-    assert f"remote: paas: v1 live at {url} in " in pushed.stderr
+    assert f"remote: paas: v1 live at {status(cp)['urls'][0]} in " in pushed.stderr  # the router's URL
     assert "Hello from paas!" in (get_text(url) or "")
 
     commit_change(repo, "app.py", "from paas!", "from paas, edited!", "edit")

@@ -32,7 +32,8 @@ def remote_lines(stderr: str) -> list[str]:
 def test_push_streams_the_deploy_and_ends_with_where_it_is_live(control_plane, tmp_path):
     cp = control_plane
     repo = stdlib_app(tmp_path / "report", "one")
-    url = cp.create(stdlib_manifest("report"))["url"]
+    created = cp.create(stdlib_manifest("report"))
+    url = created["urls"][0]  # the router's: where the push says it is live
     pushed = cp.push(repo, "report")
     lines = remote_lines(pushed.stderr)
     expected = [
@@ -51,7 +52,7 @@ def test_push_streams_the_deploy_and_ends_with_where_it_is_live(control_plane, t
             assert line.startswith("paas: dependencies: requirements.txt unchanged") or line.startswith(start)
         else:
             assert line.startswith(start), (line, start)
-    assert get_text(url) == "one"
+    assert get_text(created["url"]) == "one"
 
 
 def test_a_failed_deploy_fails_the_push_and_the_branch_keeps_what_serves(control_plane, tmp_path):

@@ -219,6 +219,8 @@ class LocalBackend:
                 ports[(c.name, port.name)] = number
                 if port.bind_env:
                     env[port.bind_env] = f"{host}:{number}"
+                if port.number_env:
+                    env[port.number_env] = str(number)
             marker = f"{self.marker}/{spec.app}/{c.name}"
             base = _base_env() | {"HOME": str(pod_dir / "home"), MARKER: marker}
             processes.append(

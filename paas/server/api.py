@@ -10,7 +10,7 @@ from paas.server import openapi
 from paas.server.auth import require_bearer
 
 bp = Blueprint("api", __name__, url_prefix=openapi.PREFIX)
-PUBLIC = ("api.healthz", "api.openapi_document")  # answered without the token
+PUBLIC = ("api.healthz", "api.openapi_document", "api.ca_certificate")  # answered without the token
 
 
 def _control():
@@ -54,6 +54,12 @@ def healthz():
 @bp.get("/openapi.json")
 def openapi_document():
     return jsonify(openapi.document())
+
+
+@bp.get("/ca")
+def ca_certificate():
+    """The platform CA's certificate: public, as a CA certificate is (it signs; it is no secret)."""
+    return Response(_control().ca_certificate(), mimetype="application/x-pem-file")
 
 
 @bp.get("/apps")

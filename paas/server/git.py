@@ -120,7 +120,7 @@ class Push:
 
     def __init__(self, control, app, host: str) -> None:
         self.control, self.app = control, app
-        self.url = control.url_of(app, host.rsplit(":", 1)[0] if host else None)
+        self.url = control.urls_of(app, host.rsplit(":", 1)[0] if host else None)[0]
         self.lock = control.deploys.push_lock(app.name)
         self.before: str | None = None
         self.options: list[str] = []

@@ -90,6 +90,7 @@ def _schemas() -> dict[str, Schema]:
             "config_version": integer,
             "problem": _nullable(string),
             "url": {"type": "string", "format": "uri"},
+            "urls": _array({"type": "string", "format": "uri"}),
             "state": {"enum": list(STATES)},
             "runtime": _nullable({"enum": list(RUNTIMES)}),
             "runtime_detected": {"type": "boolean"},
@@ -213,6 +214,10 @@ def _paths() -> dict[str, Schema]:
         "/healthz": {"get": _operation("healthz", "Liveness", 200, _json(_ref("Health")), public=True)},
         "/openapi.json": {
             "get": _operation("openapi_document", "This description", 200, _json({"type": "object"}), public=True),
+        },
+        "/ca": {
+            "get": _operation("ca_certificate", "The platform CA's certificate (PEM), to trust the apps' https",
+                              200, {"application/x-pem-file": {"schema": {"type": "string"}}}, public=True),
         },
         "/apps": {
             "get": _operation("list_apps", "The apps", 200, _json(_ref("Apps"))),

@@ -75,12 +75,13 @@ class Backend:
     Counted on the proxy's thread, waited on from the supervisor's event loop.
     """
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
         self.port = port
+        self.host = host
         self.connections = 0
         self._lock = threading.Lock()
         self._draining = False
-        self._loop = asyncio.get_running_loop()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._none_left = asyncio.Event()
 
     def acquire(self) -> None:
@@ -91,7 +92,7 @@ class Backend:
         with self._lock:
             self.connections -= 1
             notify = self._draining and not self.connections
-        if notify:
+        if notify and self._loop is not None:
             self._loop.call_soon_threadsafe(self._none_left.set)
 
     async def drained(self, timeout: float) -> bool:
@@ -101,6 +102,7 @@ class Backend:
         count only goes down, so reaching zero once means done.
         """
         with self._lock:
+            self._loop = asyncio.get_running_loop()
             self._draining = True
             if not self.connections:
                 return True
@@ -112,7 +114,14 @@ class Backend:
 
 
 class Proxy:
-    """Accepts on its listener; new connections go to the current backend (503 if none)."""
+    """Accepts on its listener; new connections go to the current backend (503 if none).
+
+    Where a connection goes is :meth:`route`'s answer to its first bytes: a subclass may
+    route by what they say (the platform's router does, by ``Host`` or TLS SNI), and one
+    that sets ``moves`` false keeps each connection with the backend it was first given.
+    """
+
+    moves = True
 
     def __init__(self, listener: socket.socket) -> None:
         self.port: int = listener.getsockname()[1]
@@ -142,6 +151,11 @@ class Proxy:
             if backend is not None:
                 backend.acquire()
             return backend
+
+    def route(self, first: bytes | None) -> Backend | bytes:
+        """The backend for a connection that opened with ``first`` (None: it said nothing in
+        time), already acquired for it; or the answer to send it before closing."""
+        return self.pick() or NOT_SERVING
 
     def start(self) -> None:
         self._reactor.register(self._listener.fileno(), _IN, self._accept)
@@ -301,17 +315,17 @@ class _Connection:
         if first == b"":  # the client left without a word
             self._client.close()
             return
-        if first is None or not _REQUEST_LINE.match(first):
+        if first is None or not self._proxy.moves or not _REQUEST_LINE.match(first):
             self._tunnel = True
-        backend = self._proxy.pick()
-        if backend is None:
-            _Refusal(self._reactor, self._client, NOT_SERVING)
+        backend = self._proxy.route(first)
+        if isinstance(backend, bytes):
+            _Refusal(self._reactor, self._client, backend)
             return
         self._backend = backend
         self._answered = self._delivered = self._heard = False
         upstream = self._upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM | _NONBLOCK)
         _nodelay(upstream)
-        code = upstream.connect_ex(("127.0.0.1", backend.port))
+        code = upstream.connect_ex((backend.host, backend.port))
         if code not in (0, errno.EINPROGRESS):
             self._fail()
             return

@@ -79,6 +79,7 @@ IMAGES = (
     Image("runtime-static", "runtimes", "static/Dockerfile"),
     Image("topz", "sidecar-topz", "Dockerfile"),
     Image("config", "sidecar-config", "Dockerfile"),
+    Image("https", "sidecar-https", "Dockerfile"),
     Image("control-plane", ".", "Dockerfile"),
 )
 POD_IMAGES = tuple(i for i in IMAGES if i.name != "control-plane")

@@ -1,0 +1,71 @@
+"""Start the router beside the control plane (`paas up`): bind its ports here, so a busy one
+is one sentence before anything starts, and hand the sockets to its own process, which
+outlives restarts of the API's worker and exits with `paas up`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from paas import routes
+from paas.errors import PaasError
+from paas.settings import Settings
+
+
+@dataclass
+class RouterProcess:
+    process: subprocess.Popen
+    urls: list[str]  # what it serves, as a pattern: http://NAME.<domain>:PORT/
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def listen(host: str, port: int, setting: str) -> socket.socket:
+    """A listening socket on ``host:port``, or one sentence naming the setting to change."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as e:
+        listener.close()
+        raise PaasError(
+            f"cannot listen on {host}:{port} for the router: {e.strerror} "
+            f"(set {setting} to a free port, or 0 for no router)"
+        ) from None
+    listener.listen(1024)
+    return listener
+
+
+def start(settings: Settings) -> RouterProcess | None:
+    """The router on the settings' ports (None when both are 0)."""
+    wanted = [(port, setting, tls) for port, setting, tls in (
+        (settings.router_port, "PAAS_ROUTER_PORT", False),
+        (settings.router_tls_port, "PAAS_ROUTER_TLS_PORT", True),
+    ) if port]
+    if not wanted:
+        return None
+    host = settings.app_address or "127.0.0.1"
+    listeners: list[tuple[socket.socket, bool]] = []
+    try:
+        for port, setting, tls in wanted:
+            listeners.append((listen(host, port, setting), tls))
+        args = [sys.executable, "-m", "paas.router", "--table", str(routes.table_path(settings.data_dir)),
+                "--parent", str(os.getpid())]
+        for listener, tls in listeners:
+            args += ["--tls-fd" if tls else "--fd", str(listener.fileno())]
+        process = subprocess.Popen(args, pass_fds=[listener.fileno() for listener, _ in listeners])
+    finally:
+        for listener, _ in listeners:
+            listener.close()  # the router holds its own copies
+    urls = [f"{'https' if tls else 'http'}://NAME.{settings.domain}:{port}/" for port, _, tls in wanted]
+    return RouterProcess(process, urls)

@@ -1,0 +1,3 @@
+from paas_https.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,166 @@
+"""HTTPS for apps: the https sidecar on its own, an app with `sidecars: [https]` verified
+against the platform CA (`paas ca`) by its host name, and the router in front of every app
+(by Host for plain HTTP, by SNI for TLS). Real processes, real TLS, real git pushes."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from helpers import free_port, stdlib_app, stdlib_manifest, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def _get(port: int, host: str, path: str = "/", context: ssl.SSLContext | None = None,
+         server_name: str | None = None) -> tuple[int, dict[str, str], str]:
+    """GET ``path`` from 127.0.0.1:``port`` naming ``host`` (TLS with ``context``, SNI ``server_name``)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock = context.wrap_socket(raw, server_hostname=server_name or host) if context else raw
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.sock = sock
+    conn.request("GET", path, headers={"Host": host})
+    response = conn.getresponse()
+    body = response.read().decode()
+    conn.close()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+
+
+def _trusting(ca_pem: str, tmp: Path) -> ssl.SSLContext:
+    path = tmp / "ca.pem"
+    path.write_text(ca_pem)
+    return ssl.create_default_context(cafile=str(path))
+
+
+# -- the sidecar on its own ------------------------------------------------------------
+
+
+@pytest.fixture
+def legacy(tmp_path: Path):
+    """An unchanged plain-HTTP service on a free loopback port (the seed's legacy service)."""
+    app = stdlib_app(tmp_path / "legacy", "legacy says hi")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "server.py"], cwd=app, env={"PORT": str(port), "PATH": "/usr/bin"})
+    wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/", timeout=1).ok, 20, what="legacy service")
+    yield port
+    proc.kill()
+    proc.wait()
+
+
+def _sidecar(proxy_port: int, tmp: Path, **env: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        ["paas-https"], env={"PATH": str(Path(sys.executable).parent) + ":/usr/bin", "HTTPS_PORT": str(port),
+                             "PROXY_PORT": str(proxy_port), **env},
+        stdout=(tmp / "https.log").open("ab"), stderr=subprocess.STDOUT,
+    )
+    insecure = ssl.create_default_context()
+    insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+    wait_for(lambda: _get(port, "localhost", context=insecure)[0] == 200, 20, what="the https sidecar")
+    return proc, port
+
+
+def test_sidecar_self_signed_forwards_with_forwarded_headers(legacy, tmp_path):
+    proc, port = _sidecar(legacy, tmp_path)
+    try:
+        insecure = ssl.create_default_context()
+        insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+        status, headers, body = _get(port, "localhost", context=insecure)
+        assert (status, body) == (200, "legacy says hi")
+        assert "strict-transport-security" not in headers  # off by default
+        with pytest.raises(ssl.SSLCertVerificationError):  # self-signed: not trusted by default
+            _get(port, "localhost", context=ssl.create_default_context())
+        assert "fingerprint" in (tmp_path / "https.log").read_text().lower()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_sidecar_redirects_plain_http_and_sends_hsts_when_asked(legacy, tmp_path):
+    proc, port = _sidecar(legacy, tmp_path, HTTPS_REDIRECT="1", HSTS_MAX_AGE="600", HTTPS_REDIRECT_PORT="9443")
+    try:
+        status, headers, _ = _get(port, "app.localhost:18080", "/a?b=1")
+        assert status == 308 and headers["location"] == "https://app.localhost:9443/a?b=1"
+        insecure = ssl.create_default_context()
+        insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+        status, headers, _ = _get(port, "localhost", context=insecure)
+        assert status == 200 and headers["strict-transport-security"] == "max-age=600"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+# -- an app with the https sidecar, behind the router ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def secure_app(control_plane, tmp_path_factory):
+    """`secure` (sidecars: [https], a second host name) pushed once; `plain` created, never pushed."""
+    repo = stdlib_app(tmp_path_factory.mktemp("src") / "secure", "secure one")
+    manifest = stdlib_manifest("secure") + "sidecars: [https]\nhosts: [secure.example.test]\n"
+    created = control_plane.create(manifest)
+    control_plane.create(stdlib_manifest("plain"))
+    control_plane.push(repo, "secure")
+    return control_plane, created
+
+
+def test_status_shows_the_router_urls_first(secure_app):
+    cp, created = secure_app
+    assert created["urls"] == [
+        f"https://secure.localhost:{cp.router_tls_port}/",
+        f"http://secure.localhost:{cp.router_port}/",
+        f"https://secure.example.test:{cp.router_tls_port}/",
+        f"http://secure.example.test:{cp.router_port}/",
+        f"https://127.0.0.1:{created['port']}/",
+    ]
+    shown = cp.cli("status", "secure").stdout.splitlines()
+    assert shown[2:4] == [f"urls:      https://secure.localhost:{cp.router_tls_port}/",
+                          f"           http://secure.localhost:{cp.router_port}/"]
+
+
+def test_https_app_verified_against_paas_ca_by_host_name(secure_app, tmp_path):
+    cp, created = secure_app
+    ca = cp.cli("ca")
+    assert ca.returncode == 0 and ca.stdout.startswith("-----BEGIN CERTIFICATE-----")
+    trusted = _trusting(ca.stdout, tmp_path)
+    # Through the router, by SNI, with the app's own certificate (TLS ends in its sidecar).
+    status, _, body = _get(cp.router_tls_port, "secure.localhost", context=trusted)
+    assert (status, body) == (200, "secure one")
+    status, _, body = _get(cp.router_tls_port, "secure.example.test", context=trusted)
+    assert (status, body) == (200, "secure one")
+    # At its own port, which now speaks TLS: the certificate covers 127.0.0.1 too.
+    status, _, body = _get(created["port"], "127.0.0.1", context=trusted)
+    assert (status, body) == (200, "secure one")
+    # A certificate some other CA signed is refused by the same client.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _get(created["port"], "127.0.0.1", context=ssl.create_default_context())
+
+
+def test_router_routes_by_host_and_answers_unknown_and_not_serving(secure_app):
+    cp, _ = secure_app
+    status, _, body = _get(cp.router_port, "secure.localhost")
+    assert (status, body) == (200, "secure one")  # plain HTTP stays available on the router
+    status, headers, body = _get(cp.router_port, "nobody.localhost")
+    assert status == 404 and "No app is served at nobody.localhost" in body
+    assert headers["content-type"].startswith("text/html")
+    status, headers, body = _get(cp.router_port, "plain.localhost")
+    assert status == 503 and "plain is not serving yet" in body and headers["retry-after"] == "2"
+    # TLS for an app without the https sidecar: refused, not answered with someone else's certificate.
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        _get(cp.router_tls_port, "plain.localhost", context=ssl.create_default_context())
+
+
+def test_a_host_name_serves_one_app(secure_app):
+    cp, _ = secure_app
+    taken = cp.api("POST", "/apps", data=stdlib_manifest("thief") + "hosts: [secure.example.test]\n",
+                   headers={"Content-Type": "application/yaml"})
+    assert taken.status_code == 409
+    assert taken.json()["error"] == "host name secure.example.test is already served by the app secure"
+    assert cp.api("GET", "/apps/thief").status_code == 404
