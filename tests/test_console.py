@@ -142,7 +142,7 @@ def test_a_person_runs_an_app_from_the_console(console, control_plane, tmp_path)
     confirm.click()
     page.wait_for_url(f"{control_plane.url}/")
     assert control_plane.api("GET", "/apps/console-story").status_code == 404
-    expect(page.get_by_role("link", name="console-story")).to_have_count(0)
+    expect(page.get_by_role("link", name="console-story", exact=True)).to_have_count(0)
 
 
 HOSTILE = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
@@ -169,7 +169,7 @@ def test_hostile_text_from_commits_and_app_output_is_shown_as_text(console, cont
     assert page.evaluate("window.pwned") is None
     assert page.locator("main img, main script").count() == 0
     page.goto(control_plane.url + "/")
-    expect(page.get_by_role("link", name="hostile")).to_be_visible()
+    expect(page.get_by_role("link", name="hostile", exact=True)).to_be_visible()
     assert page.evaluate("window.pwned") is None
     control_plane.api("DELETE", "/apps/hostile")
 
@@ -181,12 +181,12 @@ def test_the_console_reads_at_390_px_and_works_from_the_keyboard(console, contro
     control_plane.cli("config", "set", "a-rather-long-application-name-to-wrap", "A_LONG_VARIABLE_NAME=" + "x" * 120)
     page = console(width=390, height=844)
     overflow = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    expect(page.get_by_role("link", name="a-rather-long-application-name-to-wrap")).to_be_visible()
+    expect(page.get_by_role("link", name="a-rather-long-application-name-to-wrap", exact=True)).to_be_visible()
     screenshot(page, "console-apps-390")
     assert page.evaluate(overflow) == 0
     page.get_by_role("button", name="New app").click()
     assert page.evaluate(overflow) == 0
-    page.get_by_role("link", name="a-rather-long-application-name-to-wrap").click()
+    page.get_by_role("link", name="a-rather-long-application-name-to-wrap", exact=True).click()
     tab = page.get_by_role("tab", name="Overview")
     expect(page.get_by_role("tabpanel", name="Overview")).to_contain_text("Containers")
     tab.focus()
