@@ -215,9 +215,8 @@ class ControlPlane:
     def _release_failed(self, app: App, release: Release) -> None:
         self.deploys.release_failed(app, release)
 
-    def _routes_changed(self, apps: list[App], pods: dict[str, PodStatus]) -> None:
-        """After every reconcile pass: the router's table, from the apps and their pods."""
-        specs = [appspec.resolve(app, self.platform) for app in apps]
+    def _routes_changed(self, specs: list[appspec.AppSpec], pods: dict[str, PodStatus]) -> None:
+        """After every reconcile pass: the router's table, from the pass's app specs and pods."""
         self.routes.write(routes.build(specs, pods, self._public_host(), self.settings.domain))
 
     def _check_hosts(self, m: Manifest) -> None:

@@ -46,12 +46,12 @@ class Reconciler:
         on_failed: Callable[[App, Release], None] | None = None,
         verify: Callable[[App, str], bool] | None = None,
         issuer: Issuer | None = None,
-        on_pass: Callable[[list[App], dict[str, PodStatus]], None] | None = None,
+        on_pass: Callable[[list[appspec.AppSpec], dict[str, PodStatus]], None] | None = None,
     ) -> None:
         """``on_failed`` is told of each release that failed; ``verify(app, revision)`` says
         whether a revision a remote-source app's pod serves is really its repository's;
         ``issuer`` gives apps with the https sidecar their certificates; ``on_pass`` sees
-        the apps and the snapshot after every pass (the router's table is made from them)."""
+        the app specs the pass resolved and its snapshot after every pass (the router's table is made from them)."""
         self.store, self.backend = store, backend
         self.platform = platform
         self.interval = interval
@@ -132,9 +132,12 @@ class Reconciler:
             if actual != self._snapshot:
                 self.generation += 1
             self._snapshot = actual
+            specs = []
             for app in apps:
                 try:
-                    self._reconcile_app(app, actual.get(app.name))
+                    spec = self.spec(app)
+                    specs.append(spec)
+                    self._reconcile_app(app, spec, actual.get(app.name))
                 except PaasError as e:
                     self._error(app.name, e.message)
                 except Exception as e:  # one app's surprise must not stop the others
@@ -145,13 +148,13 @@ class Reconciler:
                 self.backend.remove(name)
                 log.info("removed pod %s: its app is no longer stored", name)
             if self.on_pass is not None:
-                self.on_pass(apps, actual)
+                self.on_pass(specs, actual)
             self.passes += 1
 
-    def _reconcile_app(self, app: App, pod: PodStatus | None) -> None:
+    def _reconcile_app(self, app: App, wanted: appspec.AppSpec, pod: PodStatus | None) -> None:
         if app.problem:
             raise PaasError(f"the stored manifest is no longer valid ({app.problem}): its pod is left as it is")
-        spec = podspec.build(self.spec(app), self.platform)
+        spec = podspec.build(wanted, self.platform)
         if pod is None or not pod.matches(spec):
             done = self.backend.apply(spec)
             if done:
