@@ -3,14 +3,12 @@ commands that run things on this machine rather than talk to an API."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import click
 
 from paas import lock
 from paas.cliconfig import write_config
-from paas.errors import PaasError
 from paas.settings import BACKENDS, Settings
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -77,7 +75,7 @@ def up(
     )
     # First of all: a data directory a running control plane holds is left alone.
     lock.acquire(settings.data_dir, settings.url)
-    _check_port_free(settings.host, settings.port)
+    launch.listen(settings.host, settings.port, "", "use --port").close()  # free, or one sentence
     Store.in_data_dir(settings.data_dir).close()  # migrated here, or refused in one sentence
     also_on: tuple[str, ...] = ()
     if settings.backend in ("docker", "kubernetes"):
@@ -141,12 +139,3 @@ def images_build(offline_base: bool | None, base: str | None, control_plane: boo
     wanted = docker_images.IMAGES if control_plane else docker_images.POD_IMAGES
     docker_images.build(client, wanted, base or docker_images.BASE_IMAGE, offline_base, say=click.echo)
     click.echo("built " + ", ".join(image.tag for image in wanted))
-
-
-def _check_port_free(host: str, port: int) -> None:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as e:
-            raise PaasError(f"cannot listen on {host}:{port}: {e.strerror} (use --port)") from None

@@ -94,6 +94,26 @@ def test_up_without_docker_is_one_clear_sentence(tmp_path):
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("flag, sentence", [
+    ("--port", "cannot listen on 127.0.0.1:{port}: Address already in use (use --port)"),
+    ("--router-port", "cannot listen on 127.0.0.1:{port} for the router: Address already in use "
+                      "(set PAAS_ROUTER_PORT to a free port, or 0 for no router)"),
+])
+def test_up_on_a_busy_port_is_one_sentence_naming_what_to_change(tmp_path, flag, sentence):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        ports = {"--port": str(free_port()), "--router-port": str(free_port())} | {flag: str(port)}
+        env = os.environ | {"PAAS_DATA": str(tmp_path / "d"), "PAAS_CONFIG": str(tmp_path / "cfg")}
+        result = subprocess.run([sys.executable, "-m", "paas.cli", "up", *[a for kv in ports.items() for a in kv],
+                                 "--router-tls-port", "0"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == f"error: {sentence.format(port=port)}\n"
+
+
 def paas(*args: str, env: dict[str, str] | None = None, stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
     """The real `paas` command (not click's runner): exit status, stdout and stderr as a user sees them."""
     return subprocess.run([sys.executable, "-m", "paas.cli", *args], env=env or os.environ, stdin=stdin,

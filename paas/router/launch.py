@@ -29,8 +29,9 @@ class RouterProcess:
                 self.process.kill()
 
 
-def listen(host: str, port: int, setting: str) -> socket.socket:
-    """A listening socket on ``host:port``, or one sentence naming the setting to change."""
+def listen(host: str, port: int, purpose: str, hint: str) -> socket.socket:
+    """A listening socket on ``host:port``, or one sentence saying for what (``purpose``,
+    may be empty) and what to change (``hint``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -38,10 +39,7 @@ def listen(host: str, port: int, setting: str) -> socket.socket:
         listener.bind((host, port))
     except OSError as e:
         listener.close()
-        raise PaasError(
-            f"cannot listen on {host}:{port} for the router: {e.strerror} "
-            f"(set {setting} to a free port, or 0 for no router)"
-        ) from None
+        raise PaasError(f"cannot listen on {host}:{port}{purpose}: {e.strerror} ({hint})") from None
     listener.listen(1024)
     return listener
 
@@ -58,7 +56,8 @@ def start(settings: Settings) -> RouterProcess | None:
     listeners: list[tuple[socket.socket, bool]] = []
     try:
         for port, setting, tls in wanted:
-            listeners.append((listen(host, port, setting), tls))
+            listeners.append((listen(host, port, " for the router",
+                                     f"set {setting} to a free port, or 0 for no router"), tls))
         args = [sys.executable, "-m", "paas.router", "--table", str(routes.table_path(settings.data_dir)),
                 "--parent", str(os.getpid())]
         for listener, tls in listeners:
