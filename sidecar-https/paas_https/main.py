@@ -27,6 +27,12 @@ def _address(value: str, what: str, default_host: str) -> tuple[str, int]:
     return (host.strip("[]") or default_host) if sep else default_host, int(port)
 
 
+def _either(p: dict[str, str], addr: str, port: str, default_host: str) -> tuple[str, int]:
+    """The ``addr`` parameter (HOST:PORT) when given, else the ``port`` one."""
+    name = addr if p[addr] else port
+    return _address(p[name], name, default_host)
+
+
 def _number(value: str, what: str) -> float:
     try:
         number = float(value)
@@ -82,8 +88,8 @@ def _log(text: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     p = _parameters(argv)
     try:
-        https = _address(p["HTTPS_ADDR"] or p["HTTPS_PORT"], "HTTPS_ADDR" if p["HTTPS_ADDR"] else "HTTPS_PORT", "0.0.0.0")
-        upstream = _address(p["PROXY_ADDR"] or p["PROXY_PORT"], "PROXY_ADDR" if p["PROXY_ADDR"] else "PROXY_PORT", "127.0.0.1")
+        https = _either(p, "HTTPS_ADDR", "HTTPS_PORT", "0.0.0.0")
+        upstream = _either(p, "PROXY_ADDR", "PROXY_PORT", "127.0.0.1")
         http = _address(p["HTTP_PORT"], "HTTP_PORT", https[0]) if p["HTTP_PORT"] else None
         redirect_port = int(_address(p["HTTPS_REDIRECT_PORT"], "HTTPS_REDIRECT_PORT", "")[1]) if p["HTTPS_REDIRECT_PORT"] else None
         policy = Policy(
