@@ -164,3 +164,51 @@ def test_a_host_name_serves_one_app(secure_app):
     assert taken.status_code == 409
     assert taken.json()["error"] == "host name secure.example.test is already served by the app secure"
     assert cp.api("GET", "/apps/thief").status_code == 404
+
+
+def _peer_fingerprint(sock: ssl.SSLSocket) -> str:
+    from paas_https.certs import fingerprint
+    return fingerprint(ssl.DER_cert_to_PEM_cert(sock.getpeercert(binary_form=True)).encode())
+
+
+def test_a_rotated_certificate_is_served_to_new_connections_without_dropping_open_ones(legacy, tmp_path):
+    from paas_https.certs import fingerprint, self_signed
+
+    cert_file, key_file = tmp_path / "tls.crt", tmp_path / "tls.key"
+    first, first_key = self_signed(["localhost"])
+    cert_file.write_bytes(first)
+    key_file.write_bytes(first_key)
+    proc, port = _sidecar(legacy, tmp_path, CERT_FILE=str(cert_file), KEY_FILE=str(key_file),
+                          CERT_RELOAD_SECONDS="0.2")
+    insecure = ssl.create_default_context()
+    insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+    try:
+        held = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=insecure)
+        held.request("GET", "/")
+        assert held.getresponse().read() == b"legacy says hi"
+        assert _peer_fingerprint(held.sock) == fingerprint(first)
+
+        second, second_key = self_signed(["localhost"])
+        for path, data in ((key_file, second_key), (cert_file, second)):  # rotate as a secret volume does: replace
+            (tmp_path / "next").write_bytes(data)
+            (tmp_path / "next").replace(path)
+
+        def new_handshake() -> str:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                    insecure.wrap_socket(raw, server_hostname="localhost") as tls:
+                return _peer_fingerprint(tls)
+
+        wait_for(lambda: new_handshake() == fingerprint(second), 20, what="the rotated certificate")
+        # The connection opened before the rotation is still served, on the session it made.
+        held.request("GET", "/again")
+        assert held.getresponse().read() == b"legacy says hi"
+        assert _peer_fingerprint(held.sock) == fingerprint(first)
+        held.close()
+
+        # A pair that does not load leaves the last good certificate in use, said once in the log.
+        cert_file.write_bytes(b"not a certificate")
+        wait_for(lambda: "did not load" in (tmp_path / "https.log").read_text(), 20, what="the bad pair logged")
+        assert new_handshake() == fingerprint(second)
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -101,9 +101,9 @@ def test_processes_of_a_pod_without_topz_say_how_to_add_it(control_plane):
 def test_an_unknown_sidecar_is_refused_with_the_list_of_available_ones(client, auth):
     answer = client.post("/api/v1/apps", headers=auth, data="name: typo\nsidecars: [tpoz]\n")
     assert answer.status_code == 400
-    assert answer.get_json()["details"] == ["sidecars: unknown sidecar 'tpoz'; available: config, topz"]
+    assert answer.get_json()["details"] == ["sidecars: unknown sidecar 'tpoz'; available: config, https, topz"]
     declined = client.post("/api/v1/apps", headers=auth, data="name: typo\ndecline_sidecars: [nope]\n")
-    assert declined.get_json()["details"] == ["decline_sidecars: unknown sidecar 'nope'; available: config, topz"]
+    assert declined.get_json()["details"] == ["decline_sidecars: unknown sidecar 'nope'; available: config, https, topz"]
 
 
 def test_an_unknown_default_sidecar_stops_paas_up_in_one_line(tmp_path):
@@ -115,7 +115,7 @@ def test_an_unknown_default_sidecar_stops_paas_up_in_one_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "paas.cli", "up", "--port", str(cp.port)], env=env,
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
-    assert done.stderr == "error: PAAS_DEFAULT_SIDECARS: unknown sidecar 'nope'; available: config, topz\n"
+    assert done.stderr == "error: PAAS_DEFAULT_SIDECARS: unknown sidecar 'nope'; available: config, https, topz\n"
 
 
 def test_a_git_sync_told_by_signal_goes_live_on_push(tmp_path, deps_cache):
