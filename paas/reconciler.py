@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import Any, TypeVar
 
 from paas import appspec, jsonhttp, podspec, store
 from paas.appspec import Platform
@@ -29,6 +30,8 @@ from paas.errors import PaasError
 from paas.podmodel import PodSpec
 from paas.sidecars import HTTPS
 from paas.store import App, Release, Store
+
+T = TypeVar("T")
 
 log = logging.getLogger("paas.reconciler")
 # While someone waits for a deploy's outcome (a push), passes come this often.
@@ -132,24 +135,33 @@ class Reconciler:
             if actual != self._snapshot:
                 self.generation += 1
             self._snapshot = actual
-            specs = []
+            specs: dict[str, appspec.AppSpec] = {}
             for app in apps:
-                try:
-                    spec = self.spec(app)
-                    specs.append(spec)
-                    self._reconcile_app(app, spec, actual.get(app.name))
-                except PaasError as e:
-                    self._error(app.name, e.message)
-                except Exception as e:  # one app's surprise must not stop the others
-                    log.exception("reconciling %s failed", app.name)
-                    self._error(app.name, f"internal error: {type(e).__name__}")
+                if (spec := self._guarded(app.name, self.spec, app)) is not None:
+                    specs[app.name] = spec
+            # Before any release is marked live from this snapshot, so a push that reports
+            # live finds the router already sending its host to the app.
+            if self.on_pass is not None:
+                self.on_pass(list(specs.values()), actual)
+            for app in apps:
+                if app.name in specs:
+                    self._guarded(app.name, self._reconcile_app, app, specs[app.name], actual.get(app.name))
             stored = {app.name for app in apps}
             for name in actual.keys() - stored:
                 self.backend.remove(name)
                 log.info("removed pod %s: its app is no longer stored", name)
-            if self.on_pass is not None:
-                self.on_pass(specs, actual)
             self.passes += 1
+
+    def _guarded(self, name: str, step: Callable[..., T], *args: Any) -> T | None:
+        """One app's step of a pass; its error is kept for the app, never stops the others."""
+        try:
+            return step(*args)
+        except PaasError as e:
+            self._error(name, e.message)
+        except Exception as e:  # one app's surprise must not stop the others
+            log.exception("reconciling %s failed", name)
+            self._error(name, f"internal error: {type(e).__name__}")
+        return None
 
     def _reconcile_app(self, app: App, wanted: appspec.AppSpec, pod: PodStatus | None) -> None:
         if app.problem:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+
 import docker
+import psutil
 import pytest
+import requests
 
 from helpers import SAMPLES, commit_change, get_text, sample_repo, stdlib_app, stdlib_manifest, wait_for
 from paas.backends.docker import images
@@ -131,6 +137,51 @@ def test_control_plane_restart_adopts_the_pod(deployed, client):
     assert len(client.containers.list(all=True, filters={"label": f"paas.app={APP}"})) == 4
     cp.after_passes()
     assert restart_events(cp) == restarts  # the new control plane knew that restart already
+
+
+def test_the_router_keeps_routing_while_the_api_restarts(deployed):
+    """The API's worker killed outright (gunicorn starts another): the router, its own process,
+    routes every request by Host to the pod (which outlives the API on Docker) meanwhile, and
+    the API comes back."""
+    cp = deployed[0]
+    host = f"{APP}.localhost"
+    wait_for(lambda: route(cp.router_port, host)[0] == 200, 30, what="the app served by the router")
+    children = psutil.Process(cp.proc.pid).children()
+    workers = [p for p in children if "paas.router" not in " ".join(p.cmdline())]
+    assert workers and len(workers) < len(children)  # the API's worker(s) and the router beside them
+    served = route(cp.router_port, host)
+    assert served[0] == 200
+    answers: list[tuple[int, str] | str] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            try:
+                answers.append(route(cp.router_port, host))
+            except requests.RequestException as e:
+                answers.append(repr(e))
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        wait_for(lambda: len(answers) >= 5, 20, what="answers before the restart")
+        for worker in workers:
+            os.kill(worker.pid, signal.SIGKILL)
+        wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers), 20,
+                 what="the API worker gone")
+        before = len(answers)
+        wait_for(lambda: requests.get(f"{cp.url}/api/v1/healthz", timeout=1).ok, 60, what="the API back")
+        wait_for(lambda: len(answers) >= before + 5, 20, what="answers after the restart")
+    finally:
+        stop.set()
+        poller.join(20)
+    assert set(answers) == {served}, [(i, str(a)[:40]) for i, a in enumerate(answers) if a != served][:3] + [len(answers)]
+    assert {p.pid for p in psutil.Process(cp.proc.pid).children()} - {w.pid for w in workers}
+
+
+def route(port: int, host: str) -> tuple[int, str]:
+    answer = requests.get(f"http://127.0.0.1:{port}/", headers={"Host": host}, timeout=10)
+    return answer.status_code, answer.text
 
 
 def test_an_app_whose_pod_cannot_run_does_not_stop_the_others(deployed, tmp_path):

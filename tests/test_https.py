@@ -212,3 +212,14 @@ def test_a_rotated_certificate_is_served_to_new_connections_without_dropping_ope
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+
+def test_the_router_serves_an_app_as_soon_as_its_push_reports_live(control_plane, tmp_path):
+    """No lag between `git push` saying live and the router routing to the app (it used to
+    answer 503 for the time its table file took to be written and polled)."""
+    repo = stdlib_app(tmp_path / "prompt", "prompt one")
+    control_plane.create(stdlib_manifest("prompt"))
+    pushed = control_plane.push(repo, "prompt")
+    assert "live" in pushed.stderr
+    assert _get(control_plane.router_port, "prompt.localhost")[:3:2] == (200, "prompt one")

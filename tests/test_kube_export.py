@@ -182,3 +182,28 @@ def test_up_without_a_reachable_cluster_says_so_in_one_sentence(tmp_path, kubeco
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr.strip() == error.format(port=port)
+
+
+def test_the_https_sidecar_gets_its_certificate_from_a_secret(client, auth):
+    from cryptography import x509
+    from cryptography.x509.oid import ExtensionOID
+
+    created = client.post("/api/v1/apps", data="name: vault\nruntime: python\nsidecars: [https]\nhosts: [vault.example.com]\n",
+                          headers=auth | {"Content-Type": "application/yaml"})
+    assert created.status_code == 201, created.get_json()
+    response = client.get("/api/v1/apps/vault/export", headers=auth)
+    objects = by_kind(yaml.safe_load(response.get_data(as_text=True))["items"])
+    [deployment] = objects["Deployment"]
+    assert "PRIVATE KEY" not in json.dumps(deployment)
+    [tls] = [s for s in objects["Secret"] if s["metadata"]["name"] == "vault-tls"]
+    files = {k: base64.b64decode(v) for k, v in tls["data"].items()}
+    assert b"PRIVATE KEY" in files["tls.key"]
+    cert = x509.load_pem_x509_certificate(files["tls.crt"])
+    ca = x509.load_pem_x509_certificate(client.get("/api/v1/ca").get_data())
+    cert.verify_directly_issued_by(ca)  # raises unless the platform CA signed it
+    names = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+    assert "vault.example.com" in names.get_values_for_type(x509.DNSName)
+    pod = deployment["spec"]["template"]["spec"]
+    https = next(c for c in pod.get("initContainers", []) + pod["containers"] if c["name"] == "https")
+    assert {"name": "tls", "mountPath": "/etc/paas/tls", "readOnly": True} in https["volumeMounts"]
+    assert {"name": "tls", "secret": {"secretName": "vault-tls", "defaultMode": 288}} in pod["volumes"]

@@ -13,7 +13,7 @@ import re
 import socket
 
 from paas.router import pages, sni
-from paas.router.table import TableFile
+from paas.router.table import App, TableFile
 from paas_runtime.proxy import Backend, Proxy
 
 _HOST = re.compile(rb"\r\nhost:[ \t]*([^\r\n]*?)[ \t]*\r\n", re.IGNORECASE)
@@ -40,20 +40,27 @@ class Router(Proxy):
         self.tls = tls
 
     def route(self, first: bytes | None) -> Backend | bytes:
-        table = self.table.table
         if self.tls:
             name = sni.server_name(first or b"")
-            app = table.find(name) if name else None
+            app = self._find(name) if name else None
             if app is None or not app.tls or not app.serving:
                 return pages.UNRECOGNIZED_NAME
         else:
             host = host_of(first or b"")
             if host is None:
                 return pages.no_host()
-            app = table.find(host)
+            app = self._find(host)
             if app is None:
-                return pages.unknown_host(host, table.domain)
+                return pages.unknown_host(host, self.table.table.domain)
             if not app.serving:
                 return pages.not_serving(host, app.name)
         app.backend.acquire()
         return app.backend
+
+    def _find(self, host: str) -> App | None:
+        """The app at ``host``; when there is none that serves, the file is read again first
+        if it changed since the last poll (an app that just went live is routed at once)."""
+        app = self.table.table.find(host)
+        if (app is None or not app.serving or (self.tls and not app.tls)) and self.table.refresh():
+            app = self.table.table.find(host)
+        return app

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,9 +50,14 @@ class TableFile:
         self.path = path
         self.table = Table()
         self._stamp: tuple[int, int] | None = None
+        self._lock = threading.Lock()  # the poll and a router finding no app may both read it
 
     def refresh(self) -> bool:
         """Read the file again if it changed; whether the table did."""
+        with self._lock:
+            return self._refresh()
+
+    def _refresh(self) -> bool:
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
