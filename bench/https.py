@@ -32,11 +32,12 @@ import subprocess
 import sys
 import tempfile
 import threading
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from helpers import free_port, wait_for  # noqa: E402
+from helpers import free_port, peer_fingerprint, wait_for  # noqa: E402
 from paas_https.certs import fingerprint, self_signed  # noqa: E402
 
 APP = """\
@@ -107,8 +108,6 @@ def alternate(targets: dict[str, tuple[str, str]], rounds: int, seconds: float, 
 def ok(url: str, host: str = "") -> bool:
     ctx = ssl.create_default_context()
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    import urllib.request
-
     request = urllib.request.Request(url, headers={"Host": host} if host else {})
     try:
         with urllib.request.urlopen(request, timeout=2, context=ctx) as answer:  # noqa: S310 (loopback)
@@ -121,9 +120,7 @@ def served_fingerprint(port: int) -> str:
     ctx = ssl.create_default_context()
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, ctx.wrap_socket(raw) as tls:
-        der = tls.getpeercert(binary_form=True)
-        assert der is not None
-        return fingerprint(ssl.DER_cert_to_PEM_cert(der).encode())
+        return peer_fingerprint(tls)
 
 
 def write_pair(tmp: Path) -> bytes:

@@ -142,7 +142,10 @@ class Reconciler:
             # Before any release is marked live from this snapshot, so a push that reports
             # live finds the router already sending its host to the app.
             if self.on_pass is not None:
-                self.on_pass(list(specs.values()), actual)
+                try:
+                    self.on_pass(list(specs.values()), actual)
+                except Exception:  # the router's table must not keep the pods from being reconciled
+                    log.exception("on_pass failed; the pass goes on")
             for app in apps:
                 if app.name in specs:
                     self._guarded(app.name, self._reconcile_app, app, specs[app.name], actual.get(app.name))

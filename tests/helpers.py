@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import requests
+
+from paas_https.certs import fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -372,3 +375,10 @@ def break_app(repo: Path, message: str = "break it") -> str:
 
 def head_of(repo: Path) -> str:
     return git("rev-parse", "HEAD", cwd=repo).stdout.strip()
+
+
+def peer_fingerprint(sock: ssl.SSLSocket) -> str:
+    """The SHA-256 fingerprint of the certificate the server showed on ``sock``."""
+    der = sock.getpeercert(binary_form=True)
+    assert der is not None
+    return fingerprint(ssl.DER_cert_to_PEM_cert(der).encode())

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from helpers import free_port, stdlib_app, stdlib_manifest, wait_for
+from helpers import free_port, peer_fingerprint, stdlib_app, stdlib_manifest, wait_for
+from paas_https.certs import fingerprint, self_signed
 
 pytestmark = pytest.mark.slow
 
@@ -166,14 +167,7 @@ def test_a_host_name_serves_one_app(secure_app):
     assert cp.api("GET", "/apps/thief").status_code == 404
 
 
-def _peer_fingerprint(sock: ssl.SSLSocket) -> str:
-    from paas_https.certs import fingerprint
-    return fingerprint(ssl.DER_cert_to_PEM_cert(sock.getpeercert(binary_form=True)).encode())
-
-
 def test_a_rotated_certificate_is_served_to_new_connections_without_dropping_open_ones(legacy, tmp_path):
-    from paas_https.certs import fingerprint, self_signed
-
     cert_file, key_file = tmp_path / "tls.crt", tmp_path / "tls.key"
     first, first_key = self_signed(["localhost"])
     cert_file.write_bytes(first)
@@ -186,7 +180,7 @@ def test_a_rotated_certificate_is_served_to_new_connections_without_dropping_ope
         held = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=insecure)
         held.request("GET", "/")
         assert held.getresponse().read() == b"legacy says hi"
-        assert _peer_fingerprint(held.sock) == fingerprint(first)
+        assert peer_fingerprint(held.sock) == fingerprint(first)
 
         second, second_key = self_signed(["localhost"])
         for path, data in ((key_file, second_key), (cert_file, second)):  # rotate as a secret volume does: replace
@@ -196,13 +190,13 @@ def test_a_rotated_certificate_is_served_to_new_connections_without_dropping_ope
         def new_handshake() -> str:
             with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
                     insecure.wrap_socket(raw, server_hostname="localhost") as tls:
-                return _peer_fingerprint(tls)
+                return peer_fingerprint(tls)
 
         wait_for(lambda: new_handshake() == fingerprint(second), 20, what="the rotated certificate")
         # The connection opened before the rotation is still served, on the session it made.
         held.request("GET", "/again")
         assert held.getresponse().read() == b"legacy says hi"
-        assert _peer_fingerprint(held.sock) == fingerprint(first)
+        assert peer_fingerprint(held.sock) == fingerprint(first)
         held.close()
 
         # A pair that does not load leaves the last good certificate in use, said once in the log.
