@@ -10,19 +10,29 @@ the kind of app the platform runs. Every figure is the median of ``--rounds`` al
    certificate and proxying to the same app (1 worker, keep-alive upstream). Keep-alive
    clients give requests/s; clients opening a connection per request give handshakes/s.
    Ratios against nginx and against plain HTTP.
-2. Router: the app reached directly and through ``python -m paas.router`` by Host (the
-   same process `paas up` starts, with a one-app table); ratio routed / direct (target
-   >= 0.8 with keep-alive clients, as for the runtime's public port).
+2. Router, by the runtime's bench method (``bench/reload.py``): wrk, 1 thread, 8
+   connections, median of ``--rounds`` alternating runs after a warm-up, new-connection
+   and keep-alive clients, each app reached directly and through ``python -m paas.router``
+   by Host (the same process `paas up` starts); ratio routed / direct, target >= 0.8 for
+   the app the runtime's bench runs through its proxy (Flask under ``gunicorn -k gthread
+   --threads 4``). Also measured, with no target: the TLS section's two-worker upstream,
+   which fills both cores itself, and a Node.js http server if ``node`` is installed (a
+   fast app, where any proxy's cost shows). References in the same runs: Debian's nginx
+   routing by Host to the same apps (an HTTP proxy: 1 worker, keep-alive upstream), and,
+   with ``libnginx-mod-stream`` installed, nginx splicing bytes from a port of each app's
+   own to it: the router's design (one upstream connection per client), in C.
 3. Rotation under load: new-connection clients on the sidecar for ``--seconds`` x 4 while a
    new certificate replaces the files every 0.25 s; every socket error or non-2xx answer
    wrk reports counts as failed (target 0), and the sidecar must serve the last one.
 
-    python bench/https.py [--rounds 3] [--seconds 3]
+    python bench/https.py [--rounds 5] [--seconds 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import shutil
 import socket
@@ -36,6 +46,8 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from reload import NODE_APP  # noqa: E402  (bench/reload.py's Node.js app)
 
 from helpers import free_port, peer_fingerprint, wait_for  # noqa: E402
 from paas_https.certs import fingerprint, self_signed  # noqa: E402
@@ -93,7 +105,9 @@ def wrk(url: str, seconds: float, keep_alive: bool, host: str = "") -> tuple[flo
     return (float(rate.group(1)) if rate else 0.0), failed
 
 
-def alternate(targets: dict[str, tuple[str, str]], rounds: int, seconds: float, keep_alive: bool) -> dict[str, float]:
+def alternate(
+    targets: dict[str, tuple[str, str]], rounds: int, seconds: float, keep_alive: bool
+) -> dict[str, float]:
     """Median req/s per target (url, Host), warmed up, alternating which goes first."""
     for url, host in targets.values():
         wrk(url, 1, keep_alive, host)
@@ -132,10 +146,224 @@ def write_pair(tmp: Path) -> bytes:
     return cert
 
 
+#: The router section's apps: label, command (run in the bench directory, PORT set), and
+#: whether the target applies (the app the runtime's bench sends through its proxy).
+ROUTED_APPS = [
+    (
+        "flask, gunicorn -k gthread (4 threads)",
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-k",
+            "gthread",
+            "--threads",
+            "4",
+            "-b",
+            "127.0.0.1:{port}",
+            "app:app",
+        ],
+        True,
+    ),
+    (
+        "flask, gunicorn 2 gthread workers",
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            "2",
+            "-k",
+            "gthread",
+            "--threads",
+            "4",
+            "-b",
+            "127.0.0.1:{port}",
+            "app:app",
+        ],
+        False,
+    ),
+    ("node http server", ["node", "server.js"], False),
+]
+
+NGINX_ROUTER = """\
+{load}worker_processes 1;
+pid {tmp}/nginx-router.pid;
+error_log {tmp}/nginx-router-error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/nginx-body;
+    proxy_temp_path {tmp}/nginx-proxy;
+{servers}
+}}
+{streams}"""
+#: Debian's libnginx-mod-stream: nginx splicing bytes by port, the router's design in C.
+STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
+NGINX_STREAM = "    server {{ listen 127.0.0.1:{port}; proxy_pass 127.0.0.1:{upstream}; }}\n"
+NGINX_VHOST = """\
+    upstream app{n} {{ server 127.0.0.1:{upstream}; keepalive 16; }}
+    server {{
+        listen 127.0.0.1:{port};
+        server_name {host};
+        location / {{ proxy_pass http://app{n}; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; }}
+    }}
+"""
+
+
+def start(procs: list[subprocess.Popen], argv: list[str], **kwargs: object) -> subprocess.Popen:
+    proc = subprocess.Popen(argv, **kwargs)  # type: ignore[call-overload]
+    procs.append(proc)
+    return proc
+
+
+def tls_figures(args: argparse.Namespace, plain: str, sidecar: str, by_nginx: str | None) -> None:
+    targets = {"plain": (plain, ""), "sidecar": (sidecar, "")} | (
+        {"nginx": (by_nginx, "")} if by_nginx else {}
+    )
+    for keep_alive in (True, False):
+        got = alternate(targets, args.rounds, args.seconds, keep_alive)
+        unit = "req/s" if keep_alive else "handshakes/s"
+        line = (
+            f"  TLS, {'keep-alive    ' if keep_alive else 'new connection'}: plain HTTP {got['plain']:6.0f} "
+            f"{unit}, https sidecar {got['sidecar']:6.0f}"
+        )
+        if by_nginx:
+            line += f", nginx TLS {got['nginx']:6.0f}; sidecar/nginx {got['sidecar'] / got['nginx']:.2f}"
+        print(line + f", sidecar/plain {got['sidecar'] / got['plain']:.2f}")
+
+
+def router_figures(
+    args: argparse.Namespace, tmp: Path, procs: list[subprocess.Popen], nginx: str | None
+) -> None:
+    """Each of ROUTED_APPS directly, through the router and through nginx (the references)."""
+    apps = [(label, argv, target) for label, argv, target in ROUTED_APPS if shutil.which(argv[0])]
+    ports = [free_port() for _ in apps]
+    (tmp / "server.js").write_text(NODE_APP.format(text="hi"))
+    for (_, argv, _), port in zip(apps, ports, strict=True):
+        start(
+            procs,
+            [a.format(port=port) for a in argv],
+            cwd=tmp,
+            env=os.environ | {"HOST": "127.0.0.1", "PORT": str(port)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    hosts = [f"app{n}.localhost" for n in range(len(apps))]
+    table = {
+        "version": 1,
+        "domain": "localhost",
+        "hosts": {host: host for host in hosts},
+        "apps": {
+            host: {"address": "127.0.0.1", "port": port, "tls": False, "serving": True}
+            for host, port in zip(hosts, ports, strict=True)
+        },
+    }
+    (tmp / "routes.json").write_text(json.dumps(table))
+    router_port, nginx_port = free_port(), free_port()
+    listener = socket.create_server(("127.0.0.1", router_port), backlog=1024)
+    start(
+        procs,
+        [
+            sys.executable,
+            "-m",
+            "paas.router",
+            "--table",
+            str(tmp / "routes.json"),
+            "--fd",
+            str(listener.fileno()),
+        ],
+        pass_fds=[listener.fileno()],
+        stderr=subprocess.DEVNULL,
+    )
+    listener.close()
+    # References per app: nginx by Host (an HTTP proxy, keep-alive upstream) and, with the
+    # stream module, nginx splicing bytes from a port of the app's own (as the router does).
+    references: dict[str, list[tuple[str, str]]] = {}
+    if nginx:
+        stream_ports = [free_port() for _ in apps] if STREAM_MODULE.exists() else []
+        servers = "".join(
+            NGINX_VHOST.format(n=n, upstream=port, port=nginx_port, host=host)
+            for n, (host, port) in enumerate(zip(hosts, ports, strict=True))
+        )
+        streams = "".join(NGINX_STREAM.format(port=sp, upstream=up) for sp, up in zip(stream_ports, ports, strict=False))  # [] without the module
+        (tmp / "nginx-router.conf").write_text(
+            NGINX_ROUTER.format(
+                tmp=tmp,
+                servers=servers,
+                load=f"load_module {STREAM_MODULE};\n" if streams else "",
+                streams=f"stream {{\n{streams}}}\n" if streams else "",
+            )
+        )
+        start(
+            procs,
+            [nginx, "-c", str(tmp / "nginx-router.conf"), "-g", "daemon off;"],
+            stderr=subprocess.DEVNULL,
+        )
+        references["nginx by Host"] = [(f"http://127.0.0.1:{nginx_port}/", host) for host in hosts]
+        if stream_ports:
+            references["nginx stream"] = [(f"http://127.0.0.1:{sp}/", host) for sp, host in zip(stream_ports, hosts, strict=True)]
+    routed = f"http://127.0.0.1:{router_port}/"
+    for n, (host, port) in enumerate(zip(hosts, ports, strict=True)):
+        wait_for(
+            lambda n=n, host=host, port=port: (
+                ok(f"http://127.0.0.1:{port}/")
+                and ok(routed, host)
+                and all(ok(*urls[n]) for urls in references.values())
+            ),
+            60,
+            what=f"the app at {host}",
+        )
+    print(
+        f"  router by Host (the runtime's bench method: median of {args.rounds} alternating runs); "
+        f"references: {', '.join(references) or 'none (no nginx)'}:"
+    )
+    verdicts = []
+    for n, ((label, _, target), host, port) in enumerate(zip(apps, hosts, ports, strict=True)):
+        for keep_alive in (False, True):
+            targets = {"direct": (f"http://127.0.0.1:{port}/", host), "router": (routed, host)}
+            targets |= {name: urls[n] for name, urls in references.items()}
+            got = alternate(targets, args.rounds, args.seconds, keep_alive)
+            ratio = got["router"] / got["direct"]
+            if target:
+                verdicts.append(ratio)
+            line = (
+                f"    {label:38s} {'keep-alive    ' if keep_alive else 'new connection'} direct {got['direct']:6.0f} "
+                f"req/s, router {got['router']:6.0f} (ratio {ratio:.2f})"
+            )
+            for name in references:
+                line += f", {name} {got[name]:6.0f} ({got[name] / got['direct']:.2f})"
+            print(line)
+    print(
+        f"  router / direct for the runtime bench's app: lowest {min(verdicts):.2f}, highest {max(verdicts):.2f} "
+        f"(target >= 0.8: {'met' if min(verdicts) >= 0.8 else 'MISSED'})"
+    )
+
+
+def rotation_figures(args: argparse.Namespace, tmp: Path, tls: int, sidecar: str) -> None:
+    stop, rotations, last = threading.Event(), [0], [b""]
+
+    def rotate() -> None:
+        while not stop.wait(0.25):
+            last[0] = write_pair(tmp)
+            rotations[0] += 1
+
+    rotator = threading.Thread(target=rotate)
+    rotator.start()
+    rate, failed = wrk(sidecar, args.seconds * 4, False)
+    stop.set()
+    rotator.join()
+    wait_for(lambda: served_fingerprint(tls) == fingerprint(last[0]), 10, what="the last certificate")
+    print(
+        f"  rotation under load: {rotations[0]} certificates in {args.seconds * 4:g} s while "
+        f"{rate:.0f} new connections/s: failed requests {failed} (target 0); the last one is served"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=2.0)
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("bench/https.py needs wrk (apt-get install wrk)")
@@ -144,67 +372,65 @@ def main() -> None:
         tmp = Path(name)
         (tmp / "app.py").write_text(APP)
         write_pair(tmp)
-        up, tls, router_port, nginx_port = free_port(), free_port(), free_port(), free_port()
+        up, tls, nginx_port = free_port(), free_port(), free_port()
         try:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "gthread", "--threads", "4", "-b", f"127.0.0.1:{up}", "app:app"],
-                cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            procs.append(subprocess.Popen(
-                ["paas-https", "--https-port", f"127.0.0.1:{tls}", "--proxy-port", str(up),
-                 "--cert-file", str(tmp / "tls.crt"), "--key-file", str(tmp / "tls.key"),
-                 "--cert-reload-seconds", "0.1"], stderr=(tmp / "https.log").open("wb")))
-            table = tmp / "routes.json"
-            table.write_text('{"version": 1, "domain": "localhost", "hosts": {"bench.localhost": "bench"}, "apps": {"bench": '
-                             f'{{"address": "127.0.0.1", "port": {up}, "tls": false, "serving": true}}}}}}')
-            listener = socket.create_server(("127.0.0.1", router_port), backlog=1024)
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "paas.router", "--table", str(table), "--fd", str(listener.fileno())],
-                pass_fds=[listener.fileno()], stderr=subprocess.DEVNULL))
-            listener.close()
+            start(
+                procs,
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "-w",
+                    "2",
+                    "-k",
+                    "gthread",
+                    "--threads",
+                    "4",
+                    "-b",
+                    f"127.0.0.1:{up}",
+                    "app:app",
+                ],
+                cwd=tmp,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            start(
+                procs,
+                [
+                    "paas-https",
+                    "--https-port",
+                    f"127.0.0.1:{tls}",
+                    "--proxy-port",
+                    str(up),
+                    "--cert-file",
+                    str(tmp / "tls.crt"),
+                    "--key-file",
+                    str(tmp / "tls.key"),
+                    "--cert-reload-seconds",
+                    "0.1",
+                ],
+                stderr=(tmp / "https.log").open("wb"),
+            )
             nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
             if nginx:
                 (tmp / "nginx.conf").write_text(NGINX.format(tmp=tmp, upstream=up, port=nginx_port))
-                procs.append(subprocess.Popen([nginx, "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"],
-                                              stderr=subprocess.DEVNULL))
+                start(
+                    procs,
+                    [nginx, "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"],
+                    stderr=subprocess.DEVNULL,
+                )
             plain, sidecar = f"http://127.0.0.1:{up}/", f"https://127.0.0.1:{tls}/"
-            routed, by_nginx = f"http://127.0.0.1:{router_port}/", f"https://127.0.0.1:{nginx_port}/"
-            wait_for(lambda: ok(plain) and ok(sidecar) and ok(routed, "bench.localhost")
-                     and (not nginx or ok(by_nginx)), 60, what="the servers")
-
-            print(f"upstream: Flask under gunicorn (2 gthread workers x 4 threads); wrk 1 thread, 8 connections, "
-                  f"{args.seconds:g} s per run, median of {args.rounds} alternating runs")
-            targets = {"plain": (plain, ""), "sidecar": (sidecar, "")} | ({"nginx": (by_nginx, "")} if nginx else {})
-            for keep_alive in (True, False):
-                got = alternate(targets, args.rounds, args.seconds, keep_alive)
-                unit = "req/s" if keep_alive else "handshakes/s"
-                line = f"  TLS, {'keep-alive    ' if keep_alive else 'new connection'}: plain HTTP {got['plain']:6.0f} " \
-                       f"{unit}, https sidecar {got['sidecar']:6.0f}"
-                if nginx:
-                    line += f", nginx TLS {got['nginx']:6.0f}; sidecar/nginx {got['sidecar'] / got['nginx']:.2f}"
-                print(line + f", sidecar/plain {got['sidecar'] / got['plain']:.2f}")
-            for keep_alive in (True, False):
-                got = alternate({"direct": (plain, ""), "router": (routed, "bench.localhost")},
-                                args.rounds, args.seconds, keep_alive)
-                ratio = got["router"] / got["direct"]
-                target = f" (target >= 0.8: {'met' if ratio >= 0.8 else 'MISSED'})" if keep_alive else ""
-                print(f"  router, {'keep-alive    ' if keep_alive else 'new connection'}: direct {got['direct']:6.0f} "
-                      f"req/s, by Host through the router {got['router']:6.0f}; ratio {ratio:.2f}{target}")
-
-            stop, rotations, last = threading.Event(), [0], [b""]
-
-            def rotate() -> None:
-                while not stop.wait(0.25):
-                    last[0] = write_pair(tmp)
-                    rotations[0] += 1
-
-            rotator = threading.Thread(target=rotate)
-            rotator.start()
-            rate, failed = wrk(sidecar, args.seconds * 4, False)
-            stop.set()
-            rotator.join()
-            wait_for(lambda: served_fingerprint(tls) == fingerprint(last[0]), 10, what="the last certificate")
-            print(f"  rotation under load: {rotations[0]} certificates in {args.seconds * 4:g} s while "
-                  f"{rate:.0f} new connections/s: failed requests {failed} (target 0); the last one is served")
+            by_nginx = f"https://127.0.0.1:{nginx_port}/" if nginx else None
+            wait_for(
+                lambda: ok(plain) and ok(sidecar) and (not by_nginx or ok(by_nginx)), 60, what="the servers"
+            )
+            print(
+                f"upstream: Flask under gunicorn (2 gthread workers x 4 threads); wrk 1 thread, 8 connections, "
+                f"{args.seconds:g} s per run, median of {args.rounds} alternating runs"
+            )
+            tls_figures(args, plain, sidecar, by_nginx)
+            router_figures(args, tmp, procs, nginx)
+            rotation_figures(args, tmp, tls, sidecar)
         finally:
             for proc in procs:
                 proc.terminate()

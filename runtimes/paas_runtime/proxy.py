@@ -15,7 +15,7 @@ Every cycle the proxy spends on a small machine is taken from the app, so:
 * the data path runs on raw non-blocking sockets in a bare epoll loop of its
   own (:mod:`paas_runtime.reactor`), not on asyncio transports;
 * reads are large (:data:`CHUNK`) into one shared buffer, and sockets are
-  ``TCP_NODELAY``;
+  ``TCP_NODELAY`` (accepted ones by inheriting it from the listener);
 * the instance is connected to only once the client has sent its first
   bytes (HTTP clients speak first), which then go along with the connect: a
   single-threaded worker (gunicorn's default) never holds a connection
@@ -130,6 +130,9 @@ class Proxy:
         # returns no new connection can land on the previous one.
         self._lock = threading.Lock()
         self._listener = listener
+        # Connections accepted on the listener inherit TCP_NODELAY from it (Linux): one
+        # setsockopt here rather than one per connection.
+        _nodelay(listener)
         self._reactor = Reactor()
         # One read buffer serves every connection: the reactor runs one
         # callback at a time and each writes out (or copies) what it read.
@@ -188,9 +191,10 @@ class Proxy:
                     return
                 continue  # the client gave up before we got to it
             client.setblocking(False)
-            self._serve(client)
+            _Connection(self, self._reactor, client)
 
     def _serve(self, client: socket.socket) -> None:
+        """Serve a connection accepted on another listener (it has not inherited our TCP_NODELAY)."""
         _nodelay(client)
         _Connection(self, self._reactor, client)
 
