@@ -146,43 +146,17 @@ def write_pair(tmp: Path) -> bytes:
     return cert
 
 
+def gunicorn(workers: int, port: int | str) -> list[str]:
+    """The bench's Flask app under gunicorn's gthread worker (4 threads each) on 127.0.0.1:``port``."""
+    argv = ["-m", "gunicorn", "-w", str(workers), "-k", "gthread", "--threads", "4", "-b", f"127.0.0.1:{port}", "app:app"]
+    return [sys.executable, *argv]
+
+
 #: The router section's apps: label, command (run in the bench directory, PORT set), and
 #: whether the target applies (the app the runtime's bench sends through its proxy).
 ROUTED_APPS = [
-    (
-        "flask, gunicorn -k gthread (4 threads)",
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-k",
-            "gthread",
-            "--threads",
-            "4",
-            "-b",
-            "127.0.0.1:{port}",
-            "app:app",
-        ],
-        True,
-    ),
-    (
-        "flask, gunicorn 2 gthread workers",
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-w",
-            "2",
-            "-k",
-            "gthread",
-            "--threads",
-            "4",
-            "-b",
-            "127.0.0.1:{port}",
-            "app:app",
-        ],
-        False,
-    ),
+    ("flask, gunicorn -k gthread (4 threads)", gunicorn(1, "{port}"), True),
+    ("flask, gunicorn 2 gthread workers", gunicorn(2, "{port}"), False),
     ("node http server", ["node", "server.js"], False),
 ]
 
@@ -374,26 +348,7 @@ def main() -> None:
         write_pair(tmp)
         up, tls, nginx_port = free_port(), free_port(), free_port()
         try:
-            start(
-                procs,
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "-w",
-                    "2",
-                    "-k",
-                    "gthread",
-                    "--threads",
-                    "4",
-                    "-b",
-                    f"127.0.0.1:{up}",
-                    "app:app",
-                ],
-                cwd=tmp,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            start(procs, gunicorn(2, up), cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             start(
                 procs,
                 [
