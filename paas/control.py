@@ -16,6 +16,7 @@ from paas.backends.kubernetes import render
 from paas.backends.kubernetes.options import export_options
 from paas.ca import CertificateAuthority
 from paas.deploys import Deploys
+from paas.diskspace import Room
 from paas.errors import BackendUnavailable, Conflict, PaasError, PortInUse
 from paas.lifecycle import Lifecycle, check_variables
 from paas.manifest import Manifest
@@ -53,12 +54,13 @@ class ControlPlane:
             backend,
             self.platform,
             settings.reconcile_interval,
-            on_failed=self._release_failed,
+            on_ended=self._release_ended,
             verify=_vouched,
             issuer=self.ca,
             on_pass=self._routes_changed,
         )
-        self.deploys = Deploys(self.store, self.repos, backend, self.reconciler, settings.sync_trigger)
+        room = Room(settings.data_dir, settings.min_free_mb)
+        self.deploys = Deploys(self.store, self.repos, backend, self.reconciler, settings.sync_trigger, room)
         self.lifecycle = Lifecycle(self.store, backend, self.reconciler, self.deploys)
 
     def start(self) -> None:
@@ -212,8 +214,8 @@ class ControlPlane:
     def restart(self, name: str, hard: bool = False) -> dict:
         return self.lifecycle.restart(self.app(name), hard)
 
-    def _release_failed(self, app: App, release: Release) -> None:
-        self.deploys.release_failed(app, release)
+    def _release_ended(self, app: App, release: Release) -> None:
+        self.deploys.release_ended(app, release)
 
     def _routes_changed(self, specs: list[appspec.AppSpec], pods: dict[str, PodStatus]) -> None:
         """After every reconcile pass: the router's table, from the pass's app specs and pods."""

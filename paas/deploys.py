@@ -2,9 +2,11 @@
 the deploy ref pods sync, and how a push learns its deploy's outcome.
 
 The deploy ref (``refs/paas/deploy``) only ever points at the release that serves or the
-one being deployed: a release that fails (or is cut short by a control-plane stop) moves
-it back to the release that serves, so a pod made afresh — after a restart, a crash or a
-replacement — never revives a release that did not serve.
+one being deployed: a release that fails or is cancelled (a newer one came first, a
+control-plane stop cut it short) moves it back to the release that serves, so a pod made
+afresh — after a restart, a crash or a replacement — never revives a release that did not
+serve. A deploy needs room on the data directory: with too little, its release fails at
+once saying how much is left, instead of waiting on a pod that can't write.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from paas import jsonhttp
+from paas import diskspace, jsonhttp
 from paas import store as st
 from paas.backends.base import Backend
-from paas.errors import Conflict, InvalidInput, RevisionNotFound
+from paas.diskspace import Room
+from paas.errors import Conflict, InvalidInput, PaasError, RevisionNotFound
 from paas.podspec import GIT_SYNC, SYNC_SIGNAL
 from paas.reconciler import Reconciler
 from paas.repos import Repos
@@ -57,10 +60,12 @@ class Outcome:
 
 class Deploys:
     def __init__(
-        self, store: Store, repos: Repos, backend: Backend, reconciler: Reconciler, trigger: str = "auto"
+        self, store: Store, repos: Repos, backend: Backend, reconciler: Reconciler, trigger: str = "auto",
+        room: Room | None = None,
     ) -> None:
         self.store, self.repos, self.backend, self.reconciler = store, repos, backend, reconciler
         self.trigger = trigger  # PAAS_SYNC_TRIGGER: auto, http or signal
+        self.room = room  # what a deploy needs free on the data directory (None: not checked)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
 
@@ -72,17 +77,48 @@ class Deploys:
     # pushes
 
     def record_push(self, app: App, before: str | None) -> Release | None:
-        """After a push: store a release for the branch's new head and sync the pod now."""
+        """After a push: store a release for the branch's new head and deploy it; the release
+        as it stands (failed already if it can't deploy). It is stored before the deploy ref
+        moves, so a store that can't write (raising DiskFull) leaves pods where they were."""
         name = app.name
         head = self.repos.head(name, app.manifest.source.ref)
         if head is None or head == before:
             return None
         with self.reconciler.lock:
-            self.repos.deploy(name, head)
             release = self.store.add_release(name, head, message=self.repos.subject(name, head))
-        self.store.add_event(name, "deploy", f"push stored v{release.number} ({head[:12]})")
-        self.sync_now(name)
-        return release
+            self.store.add_event(name, "deploy", f"push stored v{release.number} ({head[:12]})")
+            pointed = self._point(app, release)
+        return self._fetch(app, release) if pointed else self.store.release(name, release.number)
+
+    # What would leave a deploy waiting on a pod that can't get its release fails the release
+    # at once, with the deploy ref back where it was: too little room on the data directory,
+    # a ref git can't write (_point), a git-sync that tried and could not sync it (_fetch).
+
+    def _point(self, app: App, release: Release) -> bool:
+        """Point pods at ``release`` (the deploy ref), the reconciler's lock held; whether it
+        could (else the release failed)."""
+        reason = self._shortage()
+        if reason is None:
+            try:
+                self.repos.deploy(app.name, release.revision)
+                return True
+            except PaasError as e:
+                reason = "\n".join([e.message, *e.details])
+        self.reconciler.end_release(app, release, st.FAILED, reason)
+        return False
+
+    def _fetch(self, app: App, release: Release) -> Release:
+        """Have git-sync fetch the deploy ref now; the release as it stands after."""
+        error = self.sync_now(app.name)
+        if error is not None:
+            room = f"\nthe data directory has {diskspace.free_mb(self.room.path)} MB free" if self.room else ""
+            self.reconciler.end_release(app, release, st.FAILED, f"git-sync could not fetch it: {error}{room}")
+        return self.store.release(app.name, release.number)
+
+    def _shortage(self) -> str | None:
+        """Why the data directory can't take a deploy now (as a release's reason), or None."""
+        short = self.room.shortage() if self.room is not None else None
+        return short.reason if short is not None else None
 
     def await_outcome(
         self, app: str, release: Release, say: Callable[[str], None], timeout: float = OUTCOME_TIMEOUT
@@ -99,41 +135,62 @@ class Deploys:
                 for step in steps[told:]:
                     say(step.text)
                 told = max(told, len(steps))
-                if current.status == st.PENDING and (error := self.reconciler.error(app)):
-                    # The pod can't even run: this release never will either.
-                    self.store.set_release_status(app, current.number, st.FAILED, f"the pod can't run: {error}")
-                    current = self.store.release(app, current.number)
+                if current.status == st.PENDING:
+                    # The pod can't even run, or can't write: this release never will either.
+                    error = self.reconciler.error(app)
+                    reason = f"the pod can't run: {error}" if error else self._shortage()
+                    if reason is not None:
+                        self.reconciler.end_release(self.store.get_app(app), current, st.FAILED, reason)
+                        current = self.store.release(app, current.number)
                 if current.status != st.PENDING or time.monotonic() - began >= timeout:
                     return Outcome(current, time.monotonic() - began, self.store.served(app))
                 time.sleep(0.05)
 
-    def undo_push(self, app: App, release: Release, before: str | None) -> None:
-        """A failed push leaves the branch where it was, so it holds the code that serves."""
-        self.repos.reset_branch(app.name, app.manifest.source.ref, before, release.revision)
+    def undo_push(self, app: App, pushed: str, before: str | None) -> bool:
+        """A failed push leaves the branch where it was, so it holds the code that serves;
+        whether it could be moved back from ``pushed``."""
+        return self.repos.reset_branch(app.name, app.manifest.source.ref, before, pushed)
 
-    def release_failed(self, app: App, release: Release) -> None:
-        """The reconciler saw ``release`` fail: the deploy ref and the config go back to
-        what serves."""
-        serving = self.store.served(app.name)
-        if app.manifest.hosted and self.repos.deployed(app.name) == release.revision:
-            self.repos.deploy(app.name, serving.revision if serving else None)
+    def release_ended(self, app: App, release: Release) -> None:
+        """``release`` failed or was cancelled (or a pod was seen serving it after): the deploy
+        ref and the config go back to what serves — unless a newer release of the same
+        revision is still being deployed."""
+        name = app.name
+        app = self.store.get_app(name)  # its config as it is now, not as the caller read it
+        releases = self.store.releases(name)
+        serving = next((r for r in releases if r.status == st.LIVE), None)
+        deploying = any(r.status == st.PENDING and r.number > release.number and r.revision == release.revision
+                        for r in releases)
+        if app.manifest.hosted and not deploying and self.repos.deployed(name) == release.revision:
+            self.repos.deploy(name, serving.revision if serving else None)
+            if name in self.reconciler.pods():  # its git-sync follows now, not at its next poll
+                threading.Thread(target=self._resync, args=(name,), name=f"resync-{name}", daemon=True).start()
         if serving is not None and app.config == release.config != serving.config:
-            self.store.use_config(app.name, serving.config)
+            self.store.use_config(name, serving.config)
 
-    def sync_now(self, name: str) -> None:
+    def _resync(self, name: str) -> None:
+        try:
+            self.sync_now(name)
+        except Exception as e:  # the app was deleted, the control plane stopped: its poll will do
+            log.info("%s: could not tell git-sync the deploy ref went back: %s", name, e)
+
+    def sync_now(self, name: str) -> str | None:
         """Tell the pod's git-sync to sync at once: `POST /sync` (ours answers with the new
         revision); else — upstream's git-sync has no such route, or PAAS_SYNC_TRIGGER=signal —
         its --sync-on-signal signal, delivered by the backend. Its poll catches up if neither
-        reaches it."""
-        if self.trigger != "signal" and (self._post_sync(name) or self.trigger == "http"):
+        reaches it. Returns the error of a sync that ran and failed, as git-sync said it."""
+        failed: list[str] = []
+        if self.trigger != "signal" and (self._post_sync(name, failed) or self.trigger == "http"):
             self.reconciler.kick()
-            return
+            return failed[0] if failed else None
         if not self.backend.signal(name, GIT_SYNC, getattr(signal, SYNC_SIGNAL)):
             self.store.add_event(name, "sync", "git-sync is not running; it will sync when it starts")
         self.reconciler.kick()
+        return None
 
-    def _post_sync(self, name: str) -> bool:
-        """`POST /sync`; whether a git-sync that has it answered (successfully or not)."""
+    def _post_sync(self, name: str, failed: list[str]) -> bool:
+        """`POST /sync`; whether a git-sync that has it answered (successfully or not). The
+        error of a sync that ran and failed (500, 502; not 503: it is stopping) goes to ``failed``."""
         url = self.backend.endpoint(name, GIT_SYNC, "http")
         deadline = time.monotonic() + SYNC_STARTING
         while url is not None:
@@ -152,6 +209,8 @@ class Deploys:
                 return True
             if status >= 400 and "error" in body:
                 self.store.add_event(name, "sync", f"git-sync could not sync: {body['error']}")
+                if status in (500, 502):
+                    failed.append(str(body["error"]))
                 return True
             return False  # no POST /sync here (upstream answers any path as its readiness probe)
         return False
@@ -182,14 +241,14 @@ class Deploys:
             raise InvalidInput(f"{name} {being} {_label(releases, chosen)} already")
         original = _original(releases, chosen)
         with self.reconciler.lock:
-            self.repos.deploy(name, chosen.revision)
-            self.store.use_config(name, chosen.config)  # a release is its code and its config
             release = self.store.add_release(
                 name, chosen.revision, message=f"rollback to v{original.number} ({original.message})",
                 config=chosen.config,
             )
-        self.store.add_event(name, "deploy", f"v{release.number}: rollback to v{original.number} ({chosen.revision[:12]})")
-        self.sync_now(name)
+            self.store.use_config(name, chosen.config)  # a release is its code and its config
+            self.store.add_event(name, "deploy", f"v{release.number}: rollback to v{original.number} ({chosen.revision[:12]})")
+            pointed = self._point(app, release)
+        release = self._fetch(app, release) if pointed else self.store.release(name, release.number)
         if not wait:
             return release, original
         outcome = self.await_outcome(name, release, lambda _: None, LIVE_TIMEOUT)
@@ -216,19 +275,18 @@ class Deploys:
                 if r.revision in alive and keep is None:
                     keep = r.revision
                 else:
-                    self.store.set_release_status(
-                        app.name, r.number, st.CANCELLED, "the control plane stopped before it served"
-                    )
-                    self.store.add_event(app.name, "deploy", f"v{r.number} cancelled: the control plane stopped before it served")
+                    self.reconciler.end_release(app, r, st.CANCELLED, "the control plane stopped before it served")
             if keep is None:
                 served = self.store.served(app.name)
                 wanted = served.revision if served else None
                 if wanted is not None and not self.repos.has_commit(app.name, wanted):
                     wanted = None  # its repository was lost: nothing to serve until a push
-                if self.repos.deployed(app.name) != wanted:
-                    self.repos.deploy(app.name, wanted)
                 if served is not None and app.config != served.config:
                     self.store.use_config(app.name, served.config)
+            else:
+                wanted = keep  # still being deployed by a pod that outlived the control plane
+            if self.repos.deployed(app.name) != wanted:
+                self.repos.deploy(app.name, wanted)
 
 
 def _previous(releases: list[Release], serving: Release | None) -> Release:

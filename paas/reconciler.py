@@ -2,10 +2,16 @@
 
 It is the only writer of release status after a deploy starts: it observes which revision
 each pod's runtime serves (or failed) and records that, so views and the git server only
-ever store intent. What a pod reports is written by processes that share a volume with the
-app, so it is believed only about revisions the control plane knows: a revision that no
-push, rollback or (for an app that syncs a remote repository) the remote itself vouches
-for never becomes a release.
+ever store intent; a deploy that fails another way (a full disk, a pod that can't run) ends
+its release through ``end_release`` too — the one path that also has the control plane
+point pods back at what serves. Every status change goes through the store's state machine
+(``store.TRANSITIONS``): a release that failed or was cancelled never becomes live, even if
+a pod is seen serving its revision.
+
+What a pod reports is written by processes that share a volume with the app, so it is
+believed only about revisions the control plane knows: a revision that no push, rollback
+or (for an app that syncs a remote repository) the remote itself vouches for never becomes
+a release.
 
 Each pass asks the backend once for every pod and keeps that answer as the snapshot the
 views read (``list`` of N apps costs nothing more). An error with one app's pod becomes an
@@ -46,19 +52,21 @@ class Reconciler:
         backend: Backend,
         platform: Platform,
         interval: float = 1.0,
-        on_failed: Callable[[App, Release], None] | None = None,
+        on_ended: Callable[[App, Release], None] | None = None,
         verify: Callable[[App, str], bool] | None = None,
         issuer: Issuer | None = None,
         on_pass: Callable[[list[appspec.AppSpec], dict[str, PodStatus]], None] | None = None,
     ) -> None:
-        """``on_failed`` is told of each release that failed; ``verify(app, revision)`` says
+        """``on_ended`` is told of each release that ended without serving (failed, cancelled),
+        and again when a pod is seen serving one, so what pods are told to serve (the deploy
+        ref, the config) goes back to what serves; ``verify(app, revision)`` says
         whether a revision a remote-source app's pod serves is really its repository's;
         ``issuer`` gives apps with the https sidecar their certificates; ``on_pass`` sees
         the app specs the pass resolved and its snapshot after every pass (the router's table is made from them)."""
         self.store, self.backend = store, backend
         self.platform = platform
         self.interval = interval
-        self.on_failed = on_failed
+        self.on_ended = on_ended
         self.verify = verify
         self.issuer = issuer
         self.on_pass = on_pass
@@ -69,6 +77,7 @@ class Reconciler:
         self._restarts = store.restarts()
         self._errors: dict[str, str] = {}  # the last error applying each app's pod
         self._unknown: set[tuple[str, str]] = set()  # (app, revision) seen serving, not vouched for
+        self._refused: set[tuple[str, int]] = set()  # (app, release) seen serving after it ended
         self._snapshot: dict[str, PodStatus] = {}
         self.generation = 0  # counts the passes whose snapshot differed from the one before
         self._watchers = 0
@@ -206,10 +215,33 @@ class Reconciler:
                     raise PaasError(f"{container.name} refused its {push.path.strip('/')}: {error}")
 
     def _error(self, app: str, message: str) -> None:
-        """Record an error with an app's pod once (not once per pass)."""
+        """Record an error with an app's pod once (not once per pass); a store that can't
+        take the event (a full disk) leaves it in the log, and the pass goes on."""
         if self._errors.get(app) != message:
             self._errors[app] = message
-            self.store.add_event(app, "error", message)
+            try:
+                self.store.add_event(app, "error", message)
+            except PaasError as e:
+                log.warning("%s: %s (not recorded: %s)", app, message, e.message)
+
+    def end_release(self, app: App, release: Release, status: str, reason: str) -> bool:
+        """End ``release`` without it serving (``status``: failed or cancelled) — the one way a
+        release ends so — and have ``on_ended`` point pods back at what serves. Whether this
+        call ended it: a release that served or ended meanwhile keeps its status (the store's
+        state machine refuses the move), which is logged, not raised."""
+        with self.lock:
+            ended = self.store.set_release_status(app.name, release.number, status, reason)
+            if ended:
+                first = reason.splitlines()[0] if reason else status
+                self.store.add_event(app.name, "deploy", f"v{release.number} {status}: {first}")
+            else:
+                now = self.store.release(app.name, release.number).status
+                log.info("%s v%d is %s: not made %s (%s)", app.name, release.number, now, status, reason[:200])
+                if now not in store.ENDED:
+                    return False
+            if self.on_ended is not None:
+                self.on_ended(app, release)
+            return ended
 
     def _observe(self, app: App, pod: PodStatus) -> None:
         name = app.name
@@ -228,50 +260,80 @@ class Reconciler:
         if serving and pod.runtime.settled:
             current = self._known(app, releases, serving, config)
             if current is not None:
-                self._serves(name, releases, current)
+                self._serves(app, releases, current)
         failed = pod.runtime.failed
         if failed is not None and failed.revision and (failed.revision, failed.config_version) != (serving, config):
             release = _release_of(releases, failed.revision, failed.config_version)
             if release is not None and release.status == store.PENDING:
                 reason = (failed.reason or "the new revision failed")[-8000:]
-                self.store.set_release_status(name, release.number, store.FAILED, reason)
-                self.store.add_event(name, "deploy", f"release v{release.number} failed; see `paas status {name}`")
-                self._cancel_older(name, releases, release.number)
-                if self.on_failed is not None:
-                    self.on_failed(app, release)
+                self.end_release(app, release, store.FAILED, reason)
+                self._cancel_older(app, releases, release.number)
 
     def _known(self, app: App, releases: list[Release], revision: str, config: int) -> Release | None:
-        """The release a serving revision (with its config) belongs to; a new one for a
-        vouched-for remote revision."""
-        current = _release_of(releases, revision, config)
-        if current is not None or (app.name, revision) in self._unknown:
+        """The release a serving revision (with its config) belongs to — never one that ended
+        without serving; a new one for a vouched-for remote revision."""
+        current = _release_of(releases, revision, config, ended=False)
+        if current is not None:
             return current
-        if not app.manifest.hosted and self.verify is not None and self.verify(app, revision):
-            source = app.manifest.source
-            return self.store.add_release(app.name, revision, store.PENDING, f"synced from {source.ref}", config)
+        if (ended := _release_of(releases, revision, config)) is not None:
+            return self._ended_serves(app, ended, config)
+        if (app.name, revision) in self._unknown:
+            return None
+        if self._vouched(app, revision):
+            return self.store.add_release(app.name, revision, f"synced from {app.manifest.source.ref}", config)
         self._unknown.add((app.name, revision))
         self.store.add_event(
             app.name, "error", f"the pod reports serving {revision[:12]}, a revision this app never deployed"
         )
         return None
 
-    def _serves(self, app: str, releases: list[Release], current: Release) -> None:
-        if current.status != store.LIVE:
-            self.store.set_release_status(app, current.number, store.LIVE)
+    def _vouched(self, app: App, revision: str) -> bool:
+        """Whether the remote repository an app syncs names ``revision`` (never for hosted apps:
+        their revisions come from pushes and rollbacks only)."""
+        return not app.manifest.hosted and self.verify is not None and self.verify(app, revision)
+
+    def _ended_serves(self, app: App, ended: Release, config: int) -> Release | None:
+        """A pod serves the revision of a release that failed or was cancelled (it fetched it
+        before the deploy ref went back, or a remote's pod built it again). That release stays
+        as it ended; a remote that still names the revision gets a new release of it, which
+        serves; a hosted app's pods are pointed back at what serves."""
+        if (app.name, ended.number) in self._refused:
+            return None
+        self._refused.add((app.name, ended.number))
+        if self._vouched(app, ended.revision):
+            message = f"synced from {app.manifest.source.ref} (again, after v{ended.number} {ended.status})"
+            return self.store.add_release(app.name, ended.revision, message, config)
+        self.store.add_event(
+            app.name, "deploy",
+            f"the pod serves {ended.revision[:12]}, the revision of v{ended.number}, which {ended.status}: "
+            f"it stays {ended.status}, and the pod is pointed back at what serves",
+        )
+        if self.on_ended is not None:
+            self.on_ended(app, ended)
+        return None
+
+    def _serves(self, app: App, releases: list[Release], current: Release) -> None:
+        name = app.name
+        if current.status != store.LIVE and not self.store.set_release_status(name, current.number, store.LIVE):
+            now = self.store.release(name, current.number).status  # it ended since the pass read it
+            log.info("%s v%d: not made live (it is %s)", name, current.number, now)
+            return
         for r in releases:
             if r.status == store.LIVE and r.number != current.number:
-                self.store.set_release_status(app, r.number, store.SUPERSEDED)
+                self.store.set_release_status(name, r.number, store.SUPERSEDED)
         self._cancel_older(app, releases, current.number)
 
-    def _cancel_older(self, app: str, releases: list[Release], number: int) -> None:
+    def _cancel_older(self, app: App, releases: list[Release], number: int) -> None:
         """Pending releases older than one that reached an outcome will never serve."""
         for r in releases:
             if r.status == store.PENDING and r.number < number:
-                self.store.set_release_status(app, r.number, store.CANCELLED, "a newer release came first")
+                self.end_release(app, r, store.CANCELLED, "a newer release came first")
 
 
-def _release_of(releases: list[Release], revision: str, config: int) -> Release | None:
+def _release_of(releases: list[Release], revision: str, config: int, ended: bool = True) -> Release | None:
     """The newest release of ``revision`` with ``config``; with none, of ``revision`` (a
-    release stored before config versions existed)."""
-    exact = next((r for r in releases if r.revision == revision and r.config == config), None)
-    return exact or next((r for r in releases if r.revision == revision and r.config == 0), None)
+    release stored before config versions existed). ``ended=False``: only among releases
+    that did not end without serving (failed, cancelled)."""
+    candidates = [r for r in releases if ended or r.status not in store.ENDED]
+    exact = next((r for r in candidates if r.revision == revision and r.config == config), None)
+    return exact or next((r for r in candidates if r.revision == revision and r.config == 0), None)

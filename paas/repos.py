@@ -10,17 +10,22 @@ from __future__ import annotations
 import shutil
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
-# Runs inside `git receive-pack`; its output reaches the pusher as "remote: …" lines.
-# Only the app's deploy branch (and tags) may be pushed, so a push can't silently miss.
-# The push options (`git push -o nowait`) go to the file the control plane names.
+from paas import diskspace
+from paas.errors import PaasError
+
+# Hooks run inside `git receive-pack`; their output reaches the pusher as "remote: …" lines.
+# What they tell the control plane goes to files in the directory PAAS_PUSH_NOTES names
+# (PushNotes reads them). Only the app's deploy branch (and tags) may be pushed, so a push
+# can't silently miss; its push options (`git push -o nowait`) go to `options`.
 PRE_RECEIVE = """#!/bin/sh
-if [ -n "$PAAS_PUSH_OPTIONS" ]; then
+if [ -n "$PAAS_PUSH_NOTES" ]; then
   i=0
-  : > "$PAAS_PUSH_OPTIONS"
+  : > "$PAAS_PUSH_NOTES/options"
   while [ "$i" -lt "${GIT_PUSH_OPTION_COUNT:-0}" ]; do
-    printenv "GIT_PUSH_OPTION_$i" >> "$PAAS_PUSH_OPTIONS"
+    printenv "GIT_PUSH_OPTION_$i" >> "$PAAS_PUSH_NOTES/options"
     i=$((i + 1))
   done
 fi
@@ -36,6 +41,37 @@ done
 exit $status
 """
 
+HOOKS = {"pre-receive": PRE_RECEIVE}
+
+
+class RepoError(PaasError):
+    pass
+
+
+class PushNotes:
+    """What the hooks leave for the control plane about one push, in a directory of its own
+    inside the repository (on the data directory: no other disk to fill)."""
+
+    def __init__(self, repository: Path) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="paas-push-", dir=repository))
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"PAAS_PUSH_NOTES": str(self.path)}
+
+    def options(self) -> list[str]:
+        """The push options (`git push -o nowait`)."""
+        return self._read("options").split()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def _read(self, name: str) -> str:
+        try:
+            return (self.path / name).read_text()
+        except FileNotFoundError:
+            return ""
+
 
 DEPLOY_REF = "refs/paas/deploy"
 
@@ -50,7 +86,7 @@ class Repos:
 
     def create(self, app: str, branch: str) -> Path:
         path = self.path(app)
-        _git("init", "--quiet", "--bare", "--initial-branch", branch, str(path))
+        self._git("init", "--quiet", "--bare", "--initial-branch", branch, str(path))
         self.configure(app, branch)
         return path
 
@@ -64,13 +100,17 @@ class Repos:
             ("receive.advertisePushOptions", "true"),
             ("paas.branch", branch),
         ):
-            _git("config", key, value, cwd=path)
-        hook = path / "hooks" / "pre-receive"
-        hook.write_text(PRE_RECEIVE)
-        hook.chmod(hook.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+            self._git("config", key, value, cwd=path)
+        for name, text in HOOKS.items():
+            hook = path / "hooks" / name
+            hook.write_text(text)
+            hook.chmod(hook.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
     def delete(self, app: str) -> None:
         shutil.rmtree(self.path(app), ignore_errors=True)
+
+    def push_notes(self, app: str) -> PushNotes:
+        return PushNotes(self.path(app))
 
     def head(self, app: str, branch: str) -> str | None:
         """The commit the deploy branch points at, or None before the first push."""
@@ -83,9 +123,9 @@ class Repos:
     def deploy(self, app: str, revision: str | None) -> None:
         """Point the deploy ref at ``revision`` (which must be in the repo); None: nothing to serve."""
         if revision is None:
-            _git("update-ref", "-d", DEPLOY_REF, cwd=self.path(app))
+            self._git("update-ref", "-d", DEPLOY_REF, cwd=self.path(app))
         else:
-            _git("update-ref", DEPLOY_REF, revision, cwd=self.path(app))
+            self._git("update-ref", DEPLOY_REF, revision, cwd=self.path(app))
 
     def reset_branch(self, app: str, branch: str, to: str | None, expected: str) -> bool:
         """Move ``branch`` back to ``to`` (None: delete it) if it still points at ``expected``."""
@@ -112,6 +152,12 @@ class Repos:
         )
         return out.stdout.strip()
 
-
-def _git(*args: str, cwd: Path | None = None) -> None:
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+    def _git(self, *args: str, cwd: Path | None = None) -> None:
+        """Run git; its failure is one sentence (a full disk says so, with the room left)."""
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+        if done.returncode == 0:
+            return
+        error = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        if "No space left on device" in done.stderr or "Disk quota exceeded" in done.stderr:
+            raise diskspace.no_space(self.root)
+        raise RepoError(f"git {args[0]} failed in the app's repository: {error}")

@@ -57,6 +57,9 @@ class Settings:
     domain: str = "localhost"
     router_port: int = 8080
     router_tls_port: int = 8443
+    # Room a deploy needs on the data directory (a checkout, a virtualenv, logs): with less
+    # free, a push's release fails at once saying so, rather than hanging on a write.
+    min_free_mb: int = 64
 
     @classmethod
     def load(cls, overrides: dict[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -79,6 +82,8 @@ class Settings:
             )
         if not is_host_name(settings.domain):
             raise InvalidSetting(f"PAAS_DOMAIN: {settings.domain!r} is not a DNS name (such as localhost or example.com)")
+        if settings.min_free_mb < 0:
+            raise InvalidSetting(f"PAAS_MIN_FREE_MB: {settings.min_free_mb} is not a size in MB (0 turns the check off)")
         for name in ("router_port", "router_tls_port"):
             if not 0 <= getattr(settings, name) <= 65535:
                 raise InvalidSetting(f"PAAS_{name.upper()}: {getattr(settings, name)} is not a port (0 turns it off)")

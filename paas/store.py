@@ -6,9 +6,12 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from paas import diskspace
 from paas import manifest as manifest_mod
 from paas.errors import AppExists, AppNotFound, InvalidManifest, PaasError, PortInUse, RevisionNotFound
 from paas.manifest import Manifest
@@ -80,6 +83,23 @@ VERSION = len(MIGRATIONS)
 # came first, or the control plane stopped before it served).
 PENDING, LIVE, SUPERSEDED, FAILED, CANCELLED = "pending", "live", "superseded", "failed", "cancelled"
 SERVED = (LIVE, SUPERSEDED)
+ENDED = (FAILED, CANCELLED)  # never served, and never will
+# The moves a release's status may make. A release that never served (failed, cancelled) is
+# over: nothing brings it back, not even its revision serving again (a pod that fetched it
+# before the deploy ref went back). One that served may serve again (a pod back on it after
+# a newer one served, which the reconciler records as it sees it).
+TRANSITIONS: dict[str, frozenset[str]] = {
+    PENDING: frozenset({LIVE, FAILED, CANCELLED}),
+    LIVE: frozenset({SUPERSEDED}),
+    SUPERSEDED: frozenset({LIVE}),
+    FAILED: frozenset(),
+    CANCELLED: frozenset(),
+}
+
+
+def allowed(old: str, new: str) -> bool:
+    """Whether a release whose status is ``old`` may become ``new``."""
+    return new in TRANSITIONS.get(old, frozenset())
 
 
 @dataclass(frozen=True)
@@ -144,13 +164,40 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.Lock()
-        with self._lock:
+        with self._locked():
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+
+    @contextmanager
+    def _locked(self) -> Iterator[sqlite3.Connection]:
+        """The connection, held; SQLite's own errors become one sentence (a full disk: which
+        disk and how much room is left), never a traceback."""
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.OperationalError as e:
+                if diskspace.is_full(e):
+                    raise diskspace.no_space(self.path.parent) from None
+                raise StoreError(f"the store ({self.path}) could not be read or written: {e}") from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, held; rolled back on any error (if SQLite hasn't already:
+        it rolls back by itself when the disk is full)."""
+        with self._locked() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
 
     def _migrate(self) -> None:
         """Bring the schema to VERSION in place, one step per transaction."""
@@ -179,16 +226,16 @@ class Store:
         return self._db.total_changes
 
     def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        with self._locked() as db:
+            return db.execute(sql, args).fetchall()
 
     # apps
 
     def create_app(self, manifest: Manifest, port: int, deploy_token: str, git_password: str = "") -> App:
         app = App(manifest.name, manifest, port, deploy_token, time.time(), git_password)
         try:
-            with self._lock:
-                self._db.execute(
+            with self._locked() as db:
+                db.execute(
                     "INSERT INTO apps (name, manifest, port, deploy_token, created, git_password)"
                     " VALUES (?,?,?,?,?,?)",
                     (app.name, json.dumps(manifest.to_dict()), port, deploy_token, app.created, git_password),
@@ -209,16 +256,16 @@ class Store:
         return [_app(row) for row in self._query("SELECT * FROM apps ORDER BY name")]
 
     def delete_app(self, name: str) -> None:
-        with self._lock:
-            deleted = self._db.execute("DELETE FROM apps WHERE name = ?", (name,)).rowcount
+        with self._locked() as db:
+            deleted = db.execute("DELETE FROM apps WHERE name = ?", (name,)).rowcount
         if not deleted:
             raise AppNotFound(f"app {name!r} not found")
 
     def update_app(self, name: str, manifest: Manifest, port: int) -> App:
         """Store a changed manifest (and port); raises PortInUse if the port is another app's."""
         try:
-            with self._lock:
-                self._db.execute(
+            with self._locked() as db:
+                db.execute(
                     "UPDATE apps SET manifest = ?, port = ? WHERE name = ?",
                     (json.dumps(manifest.to_dict()), port, name),
                 )
@@ -228,8 +275,8 @@ class Store:
 
     def restarted(self, name: str) -> int:
         """Count a restart of the app; its new generation."""
-        with self._lock:
-            self._db.execute("UPDATE apps SET generation = generation + 1 WHERE name = ?", (name,))
+        with self._locked() as db:
+            db.execute("UPDATE apps SET generation = generation + 1 WHERE name = ?", (name,))
         return self.get_app(name).generation
 
     # config
@@ -243,55 +290,36 @@ class Store:
 
     def set_config(self, app: str, variables: dict[str, str]) -> int:
         """Store ``variables`` as the app's next config version and make it current."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                (version,) = self._db.execute(
-                    "SELECT COALESCE(MAX(version), 0) + 1 FROM configs WHERE app = ?", (app,)
-                ).fetchone()
-                self._db.execute(
-                    "INSERT INTO configs VALUES (?,?,?,?)", (app, version, json.dumps(variables), time.time())
-                )
-                self._db.execute("UPDATE apps SET config = ? WHERE name = ?", (version, app))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction() as db:
+            (version,) = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM configs WHERE app = ?", (app,)).fetchone()
+            db.execute("INSERT INTO configs VALUES (?,?,?,?)", (app, version, json.dumps(variables), time.time()))
+            db.execute("UPDATE apps SET config = ? WHERE name = ?", (version, app))
         return version
 
     def use_config(self, app: str, version: int) -> None:
         """Make an existing config version current again (a rollback, a failed change undone)."""
-        with self._lock:
-            self._db.execute("UPDATE apps SET config = ? WHERE name = ?", (version, app))
+        with self._locked() as db:
+            db.execute("UPDATE apps SET config = ? WHERE name = ?", (version, app))
 
     def used_ports(self) -> set[int]:
         return {row["port"] for row in self._query("SELECT port FROM apps")}
 
     # releases
 
-    def add_release(
-        self, app: str, revision: str, status: str = PENDING, message: str = "", config: int | None = None
-    ) -> Release:
-        """A new release of ``revision`` with ``config`` (default: the app's current config)."""
+    def add_release(self, app: str, revision: str, message: str = "", config: int | None = None) -> Release:
+        """A new release of ``revision`` with ``config`` (default: the app's current config);
+        every release begins pending."""
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                (number,) = self._db.execute(
-                    "SELECT COALESCE(MAX(number), 0) + 1 FROM releases WHERE app = ?", (app,)
-                ).fetchone()
-                if config is None:
-                    (config,) = self._db.execute("SELECT config FROM apps WHERE name = ?", (app,)).fetchone()
-                self._db.execute(
-                    "INSERT INTO releases (app, number, revision, status, message, created, updated, config)"
-                    " VALUES (?,?,?,?,?,?,?,?)",
-                    (app, number, revision, status, message, now, now, config),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return Release(app, number, revision, status, message, now, now, "", config)
+        with self._transaction() as db:
+            (number,) = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM releases WHERE app = ?", (app,)).fetchone()
+            if config is None:
+                (config,) = db.execute("SELECT config FROM apps WHERE name = ?", (app,)).fetchone()
+            db.execute(
+                "INSERT INTO releases (app, number, revision, status, message, created, updated, config)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (app, number, revision, PENDING, message, now, now, config),
+            )
+        return Release(app, number, revision, PENDING, message, now, now, "", config)
 
     def releases(self, app: str) -> list[Release]:
         """Newest first."""
@@ -308,12 +336,20 @@ class Store:
         """The release that serves (or served last): the one whose status is live."""
         return next((r for r in self.releases(app) if r.status == LIVE), None)
 
-    def set_release_status(self, app: str, number: int, status: str, reason: str = "") -> None:
-        with self._lock:
-            self._db.execute(
-                "UPDATE releases SET status = ?, reason = ?, updated = ? WHERE app = ? AND number = ?",
-                (status, reason, time.time(), app, number),
-            )
+    def set_release_status(self, app: str, number: int, status: str, reason: str = "") -> bool:
+        """Move release ``number`` to ``status`` if TRANSITIONS allows it from the status it has
+        — checked by the UPDATE itself, so no other writer slips in between; whether it moved."""
+        sources = [old for old in TRANSITIONS if allowed(old, status)]
+        if not sources:
+            return False
+        marks = ",".join("?" * len(sources))
+        with self._locked() as db:
+            moved = db.execute(
+                "UPDATE releases SET status = ?, reason = ?, updated = ?"
+                f" WHERE app = ? AND number = ? AND status IN ({marks})",
+                (status, reason, time.time(), app, number, *sources),
+            ).rowcount
+        return moved == 1
 
     # restart counts seen by the reconciler (kept so a restarted control plane doesn't repeat events)
 
@@ -321,8 +357,8 @@ class Store:
         return {(r["app"], r["container"]): r["count"] for r in self._query("SELECT * FROM restarts")}
 
     def set_restarts(self, app: str, container: str, count: int) -> None:
-        with self._lock:
-            self._db.execute(
+        with self._locked() as db:
+            db.execute(
                 "INSERT INTO restarts VALUES (?,?,?) ON CONFLICT (app, container) DO UPDATE SET count = ?",
                 (app, container, count, count),
             )
@@ -330,8 +366,8 @@ class Store:
     # events
 
     def add_event(self, app: str, kind: str, message: str) -> None:
-        with self._lock:
-            self._db.execute(
+        with self._locked() as db:
+            db.execute(
                 "INSERT INTO events (app, time, kind, message) VALUES (?,?,?,?)",
                 (app, time.time(), kind, message),
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -46,7 +47,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def git(*args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def git(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True, timeout: float | None = None
+) -> subprocess.CompletedProcess:
     full_env = os.environ | {
         "GIT_AUTHOR_NAME": "Test",
         "GIT_AUTHOR_EMAIL": "test@example.com",
@@ -54,7 +57,7 @@ def git(*args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = 
         "GIT_COMMITTER_EMAIL": "test@example.com",
         "GIT_TERMINAL_PROMPT": "0",
     } | (env or {})
-    result = subprocess.run(["git", *args], cwd=cwd, env=full_env, capture_output=True, text=True)
+    result = subprocess.run(["git", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {result.stderr}")
     return result
@@ -160,11 +163,13 @@ class ControlPlane:
                               text=True, timeout=60)
 
     def push(
-        self, repo: Path, app: str, ref: str = "main", check: bool = True, options: tuple[str, ...] = ()
+        self, repo: Path, app: str, ref: str = "main", check: bool = True, options: tuple[str, ...] = (),
+        timeout: float | None = None,
     ) -> subprocess.CompletedProcess:
         """`git push` of ``ref``; ``options`` are push options (``-o``)."""
         flags = [arg for option in options for arg in ("-o", option)]
-        return git("push", *flags, f"{self.url}/git/{app}.git", ref, cwd=repo, env=auth_env(self.token), check=check)
+        return git("push", *flags, f"{self.url}/git/{app}.git", ref, cwd=repo, env=auth_env(self.token), check=check,
+                   timeout=timeout)
 
     def passes(self) -> int:
         """Reconciler passes so far (a test waits for passes, not for time)."""
@@ -200,6 +205,40 @@ def docker_control_plane_in(base: Path, **env: str) -> Iterator[ControlPlane]:
             c.remove(force=True)
         for volume in client.volumes.list(filters=owner):
             volume.remove(force=True)  # the shared dependency cache outlives apps, not the test
+
+
+@contextmanager
+def small_disk(path: Path, size_mb: int) -> Iterator[Path]:
+    """A real filesystem of ``size_mb`` (tmpfs) mounted at ``path``, unmounted afterwards (and
+    lazily if something still holds a file on it); needs root, which the suite runs as."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0700", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def fill_disk(directory: Path, leave: int = 0) -> Path:
+    """Fill ``directory``'s filesystem with one file until a write fails for lack of room,
+    then give back ``leave`` bytes; the file (delete it to free the space)."""
+    filler = directory / "filler"
+    chunk = b"\0" * (1024 * 1024)
+    with filler.open("wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(chunk)
+        except OSError as e:
+            assert e.errno == errno.ENOSPC, e
+            while True:  # the last, partial megabyte
+                try:
+                    f.write(b"\0" * 4096)
+                except OSError:
+                    break
+    if leave:
+        os.truncate(filler, max(0, filler.stat().st_size - leave))
+    return filler
 
 
 def processes_under(directory: Path) -> list[int]:

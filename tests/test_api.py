@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 
 import pytest
+
+from helpers import fill_disk, small_disk
 
 MANIFEST = "name: hello\nruntime: python\n"
 
@@ -232,3 +235,27 @@ def test_listing_apps_reads_the_reconcilers_snapshot_not_the_backend(app, client
     assert calls == []
     control.reconciler.reconcile()  # one pass: one question to the backend for every app
     assert len(calls) == 1
+
+
+def test_a_full_data_directory_is_a_507_in_one_sentence_and_keeps_what_was_stored(tmp_path, auth):
+    from paas.server import create_app
+
+    with small_disk(tmp_path / "data", 8) as data:
+        flask_app = create_app({"data_dir": data, "token": "test-token-123"}, start=False)
+        try:
+            client = flask_app.test_client()
+            assert create(client, auth, "name: full\n").status_code == 201
+            fill_disk(data)
+            for n in range(200):  # until the store's write-ahead log has to grow
+                answer = client.put("/api/v1/apps/full/config", json={"BIG": f"{n}" + "x" * 30000}, headers=auth)
+                if answer.status_code != 200:
+                    break
+            free = shutil.disk_usage(data).free // (1024 * 1024)
+            assert answer.status_code == 507, answer.data[:300]
+            assert answer.get_json() == {
+                "error": f"no space left on the data directory ({free} MB free)",
+                "details": [f"{data} has {free} MB free: free some space there and try again"],
+            }
+            assert names(client, auth) == ["full"]
+        finally:
+            flask_app.extensions["paas"].close()

@@ -19,6 +19,7 @@ from helpers import (
     docker_control_plane_in,
     get_text,
     git,
+    head_of,
     processes_under,
     set_text,
     stdlib_app,
@@ -94,6 +95,56 @@ def test_a_release_pending_when_the_control_plane_is_killed_is_not_revived(local
     assert v2["reason"] == "the control plane stopped before it served"
     cp.after_passes()
     assert get_text(url) == "good" and serving(cp, "pending")["number"] == 1
+
+
+def test_a_failed_release_whose_revision_serves_later_stays_failed(local_cp, tmp_path):
+    """The reconciler never makes a failed release live, even when a pod serves its revision.
+    That takes a pod that fetched the revision after it failed: as from the deploy ref left
+    on it by a control plane before this one (issue 24's failed release live after a
+    restart), here moved there by hand — the one fake of the test, for a state this version
+    no longer makes. The revision fails at first and works once a file exists (a flaky
+    dependency), so the pod serves it when it builds it again."""
+    cp = local_cp
+    repo = stdlib_app(tmp_path / "flaky", "good")
+    url = cp.create(stdlib_manifest("flaky"))["url"]
+    cp.push(repo, "flaky")
+    good = head_of(repo)
+    flag = tmp_path / "flag"
+    server = repo / "server.py"
+    server.write_text(server.read_text().replace(
+        "\nclass Handler", f"\nif not os.path.exists({str(flag)!r}):\n    raise RuntimeError('flaky')\n\n\nclass Handler", 1))
+    git("commit", "-q", "-am", "flaky", cwd=repo)
+    flaky = head_of(repo)
+    assert cp.push(repo, "flaky", check=False).returncode != 0
+    statuses = lambda: [r["status"] for r in cp.api("GET", "/apps/flaky/releases").json()["releases"]]  # noqa: E731
+    assert statuses() == ["failed", "live"]
+
+    def sync(revision: str) -> None:
+        """git-sync told by its signal to sync, until its link points at ``revision``."""
+        git_sync = next(c for c in cp.api("GET", "/apps/flaky").json()["containers"] if c["name"] == "git-sync")
+        os.kill(int(git_sync["id"]), signal.SIGHUP)
+        link = cp.data_dir / "pods" / "flaky" / "workspace" / "git" / "current"
+        wait_for(lambda: os.readlink(link).endswith(revision), 30, 0.1, f"git-sync on {revision[:12]}")
+
+    bare = cp.data_dir / "repos" / "flaky.git"
+    sync(good)  # the deploy ref went back to v1
+    flag.touch()
+    git("update-ref", "refs/paas/deploy", flaky, cwd=bare)
+    sync(flaky)
+    logs = lambda: cp.api("GET", "/apps/flaky/logs", params={"tail": 500}).text  # noqa: E731
+    wait_for(lambda: f"healthy: traffic switched to {flaky[:12]}" in logs(), 60, 0.2, "the pod serving v2's revision")
+    cp.after_passes()
+    assert statuses() == ["failed", "live"]
+    events = [e["message"] for e in cp.api("GET", "/apps/flaky").json()["events"]]
+    assert f"the pod serves {flaky[:12]}, the revision of v2, which failed: it stays failed, and the pod is " \
+           "pointed back at what serves" in events
+    assert git("rev-parse", "refs/paas/deploy", cwd=bare).stdout.strip() == good
+    wait_for(lambda: get_text(url) == "good", 60, 0.1, "v1 served again")
+    cp.stop(signal.SIGKILL, group=True)
+    cp.start()
+    wait_for(lambda: get_text(url) == "good", 60, 0.1, "v1 served after the restart")
+    cp.after_passes()
+    assert statuses() == ["failed", "live"]
 
 
 @pytest.mark.docker

@@ -15,16 +15,22 @@ import pytest
 
 from helpers import (
     ControlPlane,
+    fill_disk,
     free_port,
     get_text,
     git,
     head_of,
     set_text,
+    small_disk,
     stdlib_app,
     stdlib_manifest,
     wait_for,
 )
-from paas.store import VERSION
+from paas.diskspace import DiskFull
+from paas.manifest import validate
+from paas.store import VERSION, Store, allowed
+
+STATUSES = ("pending", "live", "superseded", "failed", "cancelled")
 
 pytestmark = pytest.mark.slow
 
@@ -116,3 +122,56 @@ def test_a_data_directory_from_a_newer_paas_stops_paas_up_in_one_line(tmp_path):
                         env={"PAAS_DATA": str(data), "PAAS_TOKEN": "x" * 16, "PATH": "/usr/bin:/bin"}, timeout=60)
     assert up.returncode != 0
     assert up.stderr == f"error: the data directory was written by a newer paas (schema 99, this one knows {VERSION})\n"
+
+
+# Every move a release's status may make; all others are refused.
+MOVES = {
+    ("pending", "live"), ("pending", "failed"), ("pending", "cancelled"),
+    ("live", "superseded"),
+    ("superseded", "live"),  # it served; a pod went back to it
+}
+
+
+@pytest.mark.parametrize("old", STATUSES)
+@pytest.mark.parametrize("new", STATUSES)
+def test_the_release_state_machine(old, new):
+    assert allowed(old, new) is ((old, new) in MOVES)
+
+
+def test_the_store_refuses_a_forbidden_move_and_keeps_the_status(tmp_path):
+    store = Store.in_data_dir(tmp_path)
+    try:
+        store.create_app(validate({"name": "sm"}), 10001, "t0ken")
+        failed, cancelled, served = (store.add_release("sm", rev * 40).number for rev in "abc")
+        assert store.set_release_status("sm", failed, "failed", "it did not build")
+        assert store.set_release_status("sm", cancelled, "cancelled", "a newer release came first")
+        assert store.set_release_status("sm", served, "live")
+        for number, status, reason in ((failed, "failed", "it did not build"),
+                                       (cancelled, "cancelled", "a newer release came first")):
+            assert not store.set_release_status("sm", number, "live")
+            assert not store.set_release_status("sm", number, "pending")
+            kept = store.release("sm", number)
+            assert (kept.status, kept.reason) == (status, reason)
+        assert not store.set_release_status("sm", served, "failed")  # it served: it can't have failed
+        assert store.set_release_status("sm", served, "superseded") and store.set_release_status("sm", served, "live")
+        assert [r.status for r in store.releases("sm")] == ["live", "cancelled", "failed"]
+    finally:
+        store.close()
+
+
+def test_a_full_disk_is_one_sentence_from_the_store(tmp_path):
+    with small_disk(tmp_path / "data", 4) as data:
+        store = Store.in_data_dir(data)
+        try:
+            store.create_app(validate({"name": "full"}), 10002, "t0ken")
+            store.add_release("full", "a" * 40)
+            fill_disk(data)
+            with pytest.raises(DiskFull) as refused:
+                for _ in range(200):  # until the write-ahead log has to grow
+                    store.set_config("full", {"BIG": "x" * 30000})
+            free = shutil.disk_usage(data).free // (1024 * 1024)
+            assert refused.value.message == f"no space left on the data directory ({free} MB free)"
+            assert refused.value.status == 507
+            assert store.releases("full")[0].status == "pending"  # what was stored is still there
+        finally:
+            store.close()

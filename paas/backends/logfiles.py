@@ -19,26 +19,51 @@ def now() -> str:
 
 
 class LogWriter(threading.Thread):
-    """Copies a process's output into its log file, a timestamp before each line."""
+    """Copies a process's output into its log file, a timestamp before each line.
+
+    It reads on whatever happens to the file: a line that can't be written (a full disk) is
+    counted and dropped, and the first line written after says how many were lost — a writer
+    that stopped reading would leave the process blocked on a full pipe, and an app that
+    serves would stop serving because its disk filled up."""
 
     def __init__(self, stream: IO[bytes], path: Path) -> None:
         super().__init__(name=f"log-{path.stem}", daemon=True)
         self.stream, self.path = stream, path
+        self._out: IO[bytes] | None = None
+        self.lost, self._why = 0, ""  # lines dropped since the last one written, and why
         self.start()
 
     def run(self) -> None:
-        out = self.path.open("ab")
         try:
             for line in iter(self.stream.readline, b""):
-                if out.tell() > MAX_BYTES:
-                    out.close()
-                    self.path.replace(self.path.with_suffix(".log.1"))
-                    out = self.path.open("ab")
-                out.write(now().encode() + b" " + line.rstrip(b"\n") + b"\n")
-                out.flush()
+                try:
+                    self._write(line)
+                except OSError as e:
+                    self.lost, self._why = self.lost + 1, e.strerror or str(e)
+                    self._close()
         finally:
-            out.close()
+            self._close()
             self.stream.close()
+
+    def _write(self, line: bytes) -> None:
+        if self._out is not None and self._out.tell() > MAX_BYTES:
+            self._close()
+            self.path.replace(self.path.with_suffix(".log.1"))
+        if self._out is None:
+            self._out = self.path.open("ab")
+        lost = f"{now()} paas: {self.lost} lines of output lost ({self._why})\n".encode() if self.lost else b""
+        self._out.write(lost + now().encode() + b" " + line.rstrip(b"\n") + b"\n")
+        self._out.flush()
+        self.lost = 0
+
+    def _close(self) -> None:
+        """Close the file (what a full disk left unflushed goes with it)."""
+        out, self._out = self._out, None
+        if out is not None:
+            try:
+                out.close()
+            except OSError:
+                pass
 
 
 def _split(raw: str, container: str) -> tuple[str, str]:

@@ -8,7 +8,9 @@ A push is answered only once its deploy has an outcome: the deploy's steps follo
 own progress as ``remote: paas: …`` lines, then ``live at <url>``; or the reason it failed,
 the branch is moved back to where it was (so it holds the code that serves, as Heroku and
 Dokku keep it) and git's report says ``[remote rejected]``, so ``git push`` fails.
-``git push -o nowait`` returns once the release is stored.
+``git push -o nowait`` returns once the release is stored. A push the data directory has no
+room for fails at once saying how much is left, whether git itself couldn't store its
+objects, the store couldn't record it, or too little is left for a deploy.
 """
 
 from __future__ import annotations
@@ -18,16 +20,15 @@ import logging
 import os
 import queue
 import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 from flask import Blueprint, Response, current_app, request
 
+from paas import diskspace
 from paas import store as st
 from paas.deploys import Outcome
-from paas.errors import AppNotFound, InvalidAppName
+from paas.errors import AppNotFound, InvalidAppName, PaasError
 from paas.names import check_app_name
 from paas.server import pktline
 from paas.server.auth import admin_token, same
@@ -87,11 +88,17 @@ def _push(control, app, path_info: str) -> Response:
     deploy = Push(control, app, request.host)
     deploy.lock.acquire()  # one push per app at a time, until this answer ends
     try:
-        options = tempfile.NamedTemporaryFile(prefix="paas-push-", suffix=".options", delete=False)
-        options.close()
+        notes = control.repos.push_notes(app.name)
+    except OSError as e:
+        deploy.lock.release()
+        if diskspace.is_full(e):
+            return _text(507, diskspace.no_space(control.repos.root).message)
+        raise
+    try:
         deploy.before = control.repos.head(app.name, app.manifest.source.ref)
-        proc, status, headers = _start_backend(control.repos.root, path_info, {"PAAS_PUSH_OPTIONS": options.name})
+        proc, status, headers = _start_backend(control.repos.root, path_info, notes.env)
     except BaseException:
+        notes.remove()
         deploy.lock.release()
         raise
 
@@ -99,14 +106,16 @@ def _push(control, app, path_info: str) -> Response:
         try:
             answer = yield from pktline.read_answer(proc.stdout)
             proc.wait()
-            deploy.options = Path(options.name).read_text().split()
-            if proc.returncode == 0:
+            deploy.options = notes.options()
+            if answer.report and answer.report[0] != "unpack ok":
+                yield from deploy.not_stored()
+            elif proc.returncode == 0:
                 yield from deploy.run(answer)
             yield pktline.finish(answer)
         except pktline.ProtocolError as e:
             log.warning("push to %s: unreadable answer from git receive-pack: %s", app.name, e)
         finally:
-            Path(options.name).unlink(missing_ok=True)
+            notes.remove()
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
@@ -125,14 +134,28 @@ class Push:
         self.before: str | None = None
         self.options: list[str] = []
 
+    def not_stored(self) -> Iterator[bytes]:
+        """git could not store the push's objects: with the data directory short of room,
+        say so (git's own lines say only what it failed to write)."""
+        short = self.control.deploys.room.shortage() if self.control.deploys.room else None
+        if short is not None:
+            yield pktline.progress(f"paas: {short.message}: nothing of this push was stored")
+
     def run(self, answer: pktline.Answer) -> Iterator[bytes]:
         ref = f"refs/heads/{self.app.manifest.source.ref}"
         if f"ok {ref}" not in answer.report:
             return  # the branch wasn't updated (refused, or only tags pushed): nothing to deploy
-        release = self.control.deploys.record_push(self.app, self.before)
+        say = lambda text: pktline.progress(f"paas: {text}")  # noqa: E731
+        try:
+            release = self.control.deploys.record_push(self.app, self.before)
+        except PaasError as e:  # the store can't record it (a full disk): nothing deploys
+            yield say(f"error: {e.message}")
+            yield from (say(line) for line in e.details)
+            pushed = self.control.repos.head(self.app.name, self.app.manifest.source.ref)
+            yield from self._branch_back(answer, ref, pushed, self.control.store.served(self.app.name), "not recorded")
+            return
         if release is None:
             return
-        say = lambda text: pktline.progress(f"paas: {text}")  # noqa: E731
         yield say(f"v{release.number} stored ({release.revision[:12]} {release.message!r})")
         if "nowait" in self.options:
             yield say(f"deploying without waiting (-o nowait): `paas status {self.app.name}` shows the outcome")
@@ -168,11 +191,20 @@ class Push:
             yield pktline.progress("\n".join(f"paas:   {line}" for line in shown))
             if len(shown) < len(lines):
                 yield pktline.progress(f"paas: (all {len(lines)} lines: `paas status {self.app.name}`)")
-        keeps = f"v{outcome.serving.number} keeps serving" if outcome.serving else "nothing serves yet"
-        self.control.deploys.undo_push(self.app, release, self.before)
-        kept = self.before[:12] if self.before else "nothing (it was the first push)"
-        yield pktline.progress(f"paas: {keeps}; the branch stays at {kept}")
-        answer.report = pktline.reject(answer.report, ref, f"deploy {release.status}; {keeps}")
+        yield from self._branch_back(answer, ref, release.revision, outcome.serving, f"deploy {release.status}")
+
+    def _branch_back(
+        self, answer: pktline.Answer, ref: str, pushed: str | None, serving: st.Release | None, what: str
+    ) -> Iterator[bytes]:
+        """The push didn't deploy: the branch goes back from ``pushed`` to where it was (so it
+        holds the code that serves) and git's report refuses the ref, so `git push` fails."""
+        keeps = f"v{serving.number} keeps serving" if serving else "nothing serves yet"
+        if pushed is not None and self.control.deploys.undo_push(self.app, pushed, self.before):
+            kept = self.before[:12] if self.before else "nothing (it was the first push)"
+            yield pktline.progress(f"paas: {keeps}; the branch stays at {kept}")
+        else:  # git could not write the ref back (a full disk): say where it is
+            yield pktline.progress(f"paas: {keeps}; the branch could not be moved back from {(pushed or '')[:12]}")
+        answer.report = pktline.reject(answer.report, ref, f"{what}; {keeps}")
 
 
 def _backend(root, path_info: str) -> Response:

@@ -31,6 +31,7 @@ ERROR_STATUSES = {
     404: "No such app (or release)",
     409: "The app's state doesn't allow it, or it failed with the change (undone); the message says what to do",
     503: "A part of the pod did not answer; try again",
+    507: "No space left on the data directory: the message says how much is free",
 }
 NAME: Schema = {"type": "string", "pattern": APP_NAME.pattern, "description": APP_NAME_RULE}
 EXAMPLE_APP = "hello-flask"  # the README's quick-start sample
@@ -221,12 +222,12 @@ def _paths() -> dict[str, Schema]:
         },
         "/apps": {
             "get": _operation("list_apps", "The apps", 200, _json(_ref("Apps"))),
-            "post": _operation("create_app", "Create an app from its manifest", 201, _json(_ref("App")), (400, 409),
+            "post": _operation("create_app", "Create an app from its manifest", 201, _json(_ref("App")), (400, 409, 507),
                                body=manifest_body),
         },
         "/apps/{name}": {
             "get": _on_app("get_app", "Describe an app", 200, _json(_ref("App"))),
-            "put": _on_app("apply_app", "Apply a changed manifest", 200, _json(_ref("Applied")), (409,),
+            "put": _on_app("apply_app", "Apply a changed manifest", 200, _json(_ref("Applied")), (409, 507),
                            body=manifest_body),
             "delete": _on_app("delete_app", "Delete an app", 200, _json(_ref("Deleted"))),
         },
@@ -242,16 +243,16 @@ def _paths() -> dict[str, Schema]:
             "get": _on_app("logs", "Log lines `container | line`", 200, text, query=(tail, follow)),
         },
         "/apps/{name}/restart": {
-            "post": _on_app("restart", "Restart (hard: in a new pod)", 200, _json(_ref("Restarted")), (409,),
+            "post": _on_app("restart", "Restart (hard: in a new pod)", 200, _json(_ref("Restarted")), (409, 507),
                             body=_body(_json(restart), required=False)),
         },
         "/apps/{name}/rollback": {
             "post": _on_app("rollback", "Serve a release that served before, as a new release", 201,
-                            _json(_ref("RolledBack")), (409,), body=_body(_json(rollback), required=False)),
+                            _json(_ref("RolledBack")), (409, 507), body=_body(_json(rollback), required=False)),
         },
         "/apps/{name}/config": {
             "get": _on_app("get_config", "The config", 200, _json(_ref("AppConfig"))),
-            "put": _on_app("set_config", "Set or unset config variables", 200, _json(_ref("ConfigSet")), (409,),
+            "put": _on_app("set_config", "Set or unset config variables", 200, _json(_ref("ConfigSet")), (409, 507),
                            body=_body(_json(variables, example={"GREETING": "Hi", "OLD": None}))),
         },
         "/apps/{name}/processes": {
