@@ -93,6 +93,8 @@ class Source(BaseModel):
     repo: str | None = None
     ref: str = "main"
     period: Annotated[float, Field(gt=0, le=86400)] = 10
+    # Whether a push may delete or move a tag of the hosted repository (branches never can).
+    tags: Literal["immutable", "mutable"] = "immutable"
     # A password given in ``repo`` (user:password@), taken out of it: never stored in the
     # manifest, never shown.
     _password: str = PrivateAttr(default="")

@@ -3,6 +3,12 @@
 A pod syncs ``DEPLOY_REF``, not the branch: a push moves it to the branch's new head, a
 rollback moves it to an earlier revision. The user's branch is never rewritten, so the
 next push after a rollback is an ordinary fast-forward that goes live again.
+
+Branches and tags follow one rule: what was pushed stays. git refuses a non-fast-forward
+branch update and a branch deletion itself (``receive.denyNonFastForwards``,
+``receive.denyDeletes``), but neither applies to tags; the ``update`` hook refuses deleting
+or moving a tag, unless the app's manifest says ``source: {tags: mutable}`` (the control
+plane tells the hook by ``PAAS_TAGS`` on each push, so a changed manifest counts at once).
 """
 
 from __future__ import annotations
@@ -41,7 +47,25 @@ done
 exit $status
 """
 
-HOOKS = {"pre-receive": PRE_RECEIVE}
+# Per ref, after PRE_RECEIVE: a tag that exists may be neither deleted nor moved. Refusing
+# one ref leaves the push's others to git (a branch pushed with it still deploys); the ref
+# and the words git's report should give for it go to `refused`.
+UPDATE = """#!/bin/sh
+ref=$1 old=$2 new=$3
+case "$ref" in refs/tags/*) ;; *) exit 0 ;; esac
+[ "$PAAS_TAGS" = mutable ] && exit 0
+case "$old" in *[!0]*) ;; *) exit 0 ;; esac
+tag=${ref#refs/tags/}
+case "$new" in
+  *[!0]*) what="moved (it names $(git rev-parse --short "$old^{}"))" reason="already exists" ;;
+  *) what="deleted" reason="deletion prohibited" ;;
+esac
+echo "paas: tag '$tag' can't be $what: this app's tags are immutable" >&2
+echo "paas: to allow deleting and moving them, set 'source: {tags: mutable}' in its manifest (paas apply)" >&2
+[ -n "$PAAS_PUSH_NOTES" ] && echo "$ref $reason" >> "$PAAS_PUSH_NOTES/refused"
+exit 1
+"""
+HOOKS = {"pre-receive": PRE_RECEIVE, "update": UPDATE}
 
 
 class RepoError(PaasError):
@@ -62,6 +86,11 @@ class PushNotes:
     def options(self) -> list[str]:
         """The push options (`git push -o nowait`)."""
         return self._read("options").split()
+
+    def refused(self) -> dict[str, str]:
+        """Each ref a hook refused, with the reason git's report should give for it."""
+        lines = (line.partition(" ") for line in self._read("refused").splitlines())
+        return {ref: reason for ref, _, reason in lines if ref}
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

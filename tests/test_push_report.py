@@ -3,6 +3,8 @@ failed, fails when the deploy fails, and leaves the branch holding the code that
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from helpers import (
@@ -122,3 +124,66 @@ def test_pushing_something_that_is_not_the_branch_deploys_nothing(control_plane,
     tagged = cp.push(repo, "tags", ref="v1.0")
     assert remote_lines(tagged.stderr) == [] and tagged.returncode == 0
     assert len(cp.api("GET", "/apps/tags/releases").json()["releases"]) == 1
+
+
+def remote_tag(cp, app: str, repo, tag: str) -> str:
+    out = git("ls-remote", f"{cp.url}/git/{app}.git", f"refs/tags/{tag}", cwd=repo, env=auth_env(cp.token))
+    return out.stdout.split()[0] if out.stdout.strip() else ""
+
+
+def test_a_pushed_tag_is_neither_deleted_nor_moved(control_plane, tmp_path):
+    cp = control_plane
+    repo = stdlib_app(tmp_path / "tagged", "one")
+    cp.create(stdlib_manifest("tagged"))
+    cp.push(repo, "tagged")
+    git("tag", "v1", cwd=repo)
+    assert cp.push(repo, "tagged", ref="v1").returncode == 0  # a new tag is fine
+    first = head_of(repo)
+
+    deleted = cp.push(repo, "tagged", ref=":refs/tags/v1", check=False)
+    assert deleted.returncode != 0
+    assert remote_lines(deleted.stderr) == [
+        "paas: tag 'v1' can't be deleted: this app's tags are immutable",
+        "paas: to allow deleting and moving them, set 'source: {tags: mutable}' in its manifest (paas apply)",
+    ]
+    assert " ! [remote rejected] v1 (deletion prohibited)" in deleted.stderr, deleted.stderr
+
+    set_text(repo, "two")
+    git("tag", "-f", "v1", cwd=repo)
+    moved = cp.push(repo, "tagged", ref="+refs/tags/v1", check=False)  # git push -f paas v1
+    assert moved.returncode != 0
+    assert remote_lines(moved.stderr)[0] == f"paas: tag 'v1' can't be moved (it names {first[:7]}): this app's tags are immutable"
+    # git's own words for a tag that exists (remote: "error: hook declined…" comes first).
+    assert re.search(r"^ ! \[rejected\] +v1 -> v1 \(already exists\)$", moved.stderr, re.M), moved.stderr
+    assert "hint: Updates were rejected because the tag already exists in the remote." in moved.stderr
+    assert remote_tag(cp, "tagged", repo, "v1") == first
+
+    # Pushed with the branch, the tag is refused and the branch still deploys.
+    both = git("push", "--force", f"{cp.url}/git/tagged.git", "main", "v1", cwd=repo, env=auth_env(cp.token),
+               check=False)
+    assert both.returncode != 0 and "paas: v2 live at" in both.stderr
+    assert remote_head(cp, "tagged", repo) == head_of(repo) and remote_tag(cp, "tagged", repo, "v1") == first
+
+
+def test_tags_are_mutable_when_the_manifest_says_so(control_plane, tmp_path):
+    cp = control_plane
+    repo = stdlib_app(tmp_path / "retag", "one")
+    cp.create(stdlib_manifest("retag"))
+    cp.push(repo, "retag")
+    git("tag", "v1", cwd=repo)
+    cp.push(repo, "retag", ref="v1")
+    bad = cp.api("PUT", "/apps/retag", data=stdlib_manifest("retag") + "source: {tags: sometimes}\n",
+                 headers={"Content-Type": "application/yaml"})
+    assert bad.status_code == 400
+    assert bad.json()["details"] == ["source.tags: must be one of 'immutable' or 'mutable'"]
+    assert cp.push(repo, "retag", ref=":refs/tags/v1", check=False).returncode != 0  # still immutable
+
+    applied = cp.api("PUT", "/apps/retag", data=stdlib_manifest("retag") + "source: {tags: mutable}\n",
+                     headers={"Content-Type": "application/yaml"})
+    assert applied.status_code == 200, applied.text
+    set_text(repo, "two")
+    git("tag", "-f", "v1", cwd=repo)
+    assert cp.push(repo, "retag", ref="+refs/tags/v1").returncode == 0
+    assert remote_tag(cp, "retag", repo, "v1") == head_of(repo)
+    assert cp.push(repo, "retag", ref=":refs/tags/v1").returncode == 0
+    assert remote_tag(cp, "retag", repo, "v1") == ""

@@ -96,7 +96,8 @@ def _push(control, app, path_info: str) -> Response:
         raise
     try:
         deploy.before = control.repos.head(app.name, app.manifest.source.ref)
-        proc, status, headers = _start_backend(control.repos.root, path_info, notes.env)
+        tags = {"PAAS_TAGS": app.manifest.source.tags}  # the update hook's rule, as the manifest is now
+        proc, status, headers = _start_backend(control.repos.root, path_info, notes.env | tags)
     except BaseException:
         notes.remove()
         deploy.lock.release()
@@ -107,6 +108,8 @@ def _push(control, app, path_info: str) -> Response:
             answer = yield from pktline.read_answer(proc.stdout)
             proc.wait()
             deploy.options = notes.options()
+            for ref, reason in notes.refused().items():  # git's own words for what a hook refused
+                answer.report = pktline.reword(answer.report, ref, reason)
             if answer.report and answer.report[0] != "unpack ok":
                 yield from deploy.not_stored()
             elif proc.returncode == 0:

@@ -118,6 +118,11 @@ def finish(answer: Answer) -> bytes:
     return framed + FLUSH
 
 
+def reword(lines: list[str], ref: str, reason: str) -> list[str]:
+    """The report with ``ref``'s refusal (``ng <ref> …``) giving ``reason`` instead."""
+    return [f"ng {ref} {reason}" if line.startswith(f"ng {ref} ") else line for line in lines]
+
+
 def reject(lines: list[str], ref: str, reason: str) -> list[str]:
     """The report with ``ref``'s ``ok`` turned into ``ng <ref> <reason>`` (its options dropped)."""
     out, dropping = [], False
