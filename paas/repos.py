@@ -8,7 +8,6 @@ next push after a rollback is an ordinary fast-forward that goes live again.
 from __future__ import annotations
 
 import shutil
-import stat
 import subprocess
 from pathlib import Path
 
@@ -67,7 +66,7 @@ class Repos:
             _git("config", key, value, cwd=path)
         hook = path / "hooks" / "pre-receive"
         hook.write_text(PRE_RECEIVE)
-        hook.chmod(hook.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        hook.chmod(0o700)  # run by the control plane alone
 
     def delete(self, app: str) -> None:
         shutil.rmtree(self.path(app), ignore_errors=True)

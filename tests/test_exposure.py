@@ -107,8 +107,9 @@ def test_a_hosted_apps_deploy_token_is_a_file_for_git_sync_only(control_plane, t
     cp.push(repo, "tokenfile")
     secret = cp.data_dir / "pods" / "tokenfile" / "secrets" / "git-password"
     token = secret.read_text()
-    assert len(token) > 20 and (secret.stat().st_mode & 0o777) == 0o600
-    assert (secret.parent.stat().st_mode & 0o777) == 0o700
+    # Read-only for its pod's user alone (an app's own uid when paas up runs as root).
+    assert len(token) > 20 and (secret.stat().st_mode & 0o777) == 0o400
+    assert (secret.parent.stat().st_mode & 0o777) == (0o500 if os.geteuid() == 0 else 0o700)
     for pid in pod_processes(cp, "tokenfile"):
         seen = Path(f"/proc/{pid}/environ").read_bytes() + Path(f"/proc/{pid}/cmdline").read_bytes()
         assert token.encode() not in seen, f"pid {pid} holds the deploy token"

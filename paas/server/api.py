@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 
 from paas import __version__
 from paas.errors import InvalidInput
 from paas.server import openapi
 from paas.server.auth import require_bearer
+from paas.supervisor import read_parts
 
 bp = Blueprint("api", __name__, url_prefix=openapi.PREFIX)
 PUBLIC = ("api.healthz", "api.openapi_document", "api.ca_certificate")  # answered without the token
@@ -40,15 +43,27 @@ def _auth():
 
 @bp.get("/healthz")
 def healthz():
+    """Liveness of the platform's parts: 503 while `paas up`'s supervisor has one down."""
     control = _control()
-    return jsonify(
-        {
-            "status": "ok",
-            "version": __version__,
-            "backend": control.backend.name,
-            "reconciled": control.reconciler.passes,  # passes so far: tests wait on it, not on time
-        }
-    )
+    state = read_parts(control.settings.data_dir) or {}
+    parts = {
+        name: {k: v for k, v in part.items() if k != "pid"} for name, part in state.get("parts", {}).items()
+    }
+    down = sorted(name for name, part in parts.items() if part["state"] != "up")
+    body = {
+        "status": "ok" if not down else "degraded",
+        "version": __version__,
+        "backend": control.backend.name,
+        "reconciled": control.reconciler.passes,  # passes so far: tests wait on it, not on time
+        "parts": parts,
+        "down": [f"{name}: down since {_when(parts[name]['since'])} ({parts[name]['last_exit']})" for name in down],
+        "events": state.get("events", [])[-10:],
+    }
+    return jsonify(body), 200 if not down else 503
+
+
+def _when(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @bp.get("/openapi.json")

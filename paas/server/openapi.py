@@ -80,7 +80,21 @@ def _schemas() -> dict[str, Schema]:
     })
     return _models() | {
         "Error": _object({"error": string, "details": _array(string)}, additionalProperties=False),
-        "Health": _object({"status": {"const": "ok"}, "version": string, "backend": string, "reconciled": integer}),
+        "Health": _object({
+            "status": {"enum": ["ok", "degraded"]},
+            "version": string,
+            "backend": string,
+            "reconciled": integer,
+            # the platform's processes under `paas up`'s supervisor (none when run otherwise)
+            "parts": {"type": "object", "additionalProperties": _object({
+                "state": {"enum": ["up", "down"]},
+                "since": number,
+                "restarts": integer,
+                "last_exit": _nullable(string),
+            })},
+            "down": _array(string),
+            "events": _array(_object({"time": number, "part": string, "message": string})),
+        }),
         # paas.status.describe
         "App": _object({
             "name": NAME,
@@ -129,6 +143,12 @@ def _schemas() -> dict[str, Schema]:
 def _json(schema: Schema, **media: Any) -> Schema:
     """JSON content of ``schema`` (``media``: more of its media type object, such as an example)."""
     return {"application/json": {"schema": schema, **media}}
+
+
+def _with_answer(operation: Schema, status: int, summary: str, content: Schema) -> Schema:
+    """``operation`` answering ``content`` with ``status`` too (not an Error)."""
+    operation["responses"][str(status)] = {"description": summary, "content": content}
+    return operation
 
 
 def _operation(
@@ -211,7 +231,8 @@ def _paths() -> dict[str, Schema]:
         _query("host", {"type": "string"}, "a host name: adds an Ingress for it"),
     )
     paths: dict[str, Schema] = {
-        "/healthz": {"get": _operation("healthz", "Liveness", 200, _json(_ref("Health")), public=True)},
+        "/healthz": {"get": _with_answer(_operation("healthz", "Liveness", 200, _json(_ref("Health")), public=True),
+                                         503, "a part of the platform is down", _json(_ref("Health")))},
         "/openapi.json": {
             "get": _operation("openapi_document", "This description", 200, _json({"type": "object"}), public=True),
         },
