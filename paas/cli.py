@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from paas import terminal
 from paas.cli_up import CONTEXT, images, up
 from paas.cliconfig import DEFAULT_URL, read_config
 from paas.errors import PaasError
@@ -347,13 +348,15 @@ def releases(ctx: Context, name: str) -> None:
 @click.argument("name")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("-n", "--tail", default=200, show_default=True, type=click.IntRange(0, 100_000))
+@click.option("--raw", is_flag=True, help="Print the lines as the app wrote them, terminal escape sequences and all.")
 @global_options
 @pass_ctx
-def logs(ctx: Context, name: str, follow: bool, tail: int) -> None:
-    """Print an app's logs (every container's)."""
+def logs(ctx: Context, name: str, follow: bool, tail: int, raw: bool) -> None:
+    """Print an app's logs (every container's), without the terminal escape sequences and
+    control characters the app printed (`--raw`: with them)."""
     try:
         for line in ctx.client.logs(check_app_name(name), follow=follow, tail=tail):
-            click.echo(line)
+            click.echo(line if raw else terminal.clean(line), color=True if raw else None)
     except KeyboardInterrupt:
         pass
 
