@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 from pathlib import Path
@@ -14,7 +15,7 @@ import docker
 import pytest
 
 from gitserver import GitServer, Upstream
-from helpers import SAMPLES, get_text, git, sample_repo, stdlib_app, stdlib_manifest, wait_for
+from helpers import SAMPLES, get_text, git, sample_repo, set_text, stdlib_app, stdlib_manifest, wait_for
 
 pytestmark = pytest.mark.slow
 PASSWORD = "s3cret-Pa55word"
@@ -131,6 +132,41 @@ def test_a_repository_password_is_kept_apart_used_and_never_shown(control_plane,
             assert PASSWORD.encode() not in seen
         assert (cp.data_dir / "pods" / "private" / "secrets" / "git-password").read_text() == PASSWORD
         assert cp.api("DELETE", "/apps/private").status_code == 200
+
+
+def test_a_requirements_link_out_of_the_app_fails_the_push_and_shows_nothing_of_its_target(control_plane, tmp_path):
+    """A repository's `requirements.txt -> $PAAS_DATA/token` printed the admin token in the
+    push (pip quoting the line it could not parse), the release, the API and the console."""
+    cp = control_plane
+    secret = cp.data_dir / "probe-secret"
+    token = "=secret-" + secrets.token_hex(12)  # no requirement pip could take: it would quote it
+    secret.write_text(token + "\n")
+    repo = stdlib_app(tmp_path / "linked", "one")
+    app = cp.create(stdlib_manifest("linked"))
+    cp.push(repo, "linked")
+    (repo / "requirements.txt").unlink()
+    (repo / "requirements.txt").symlink_to(secret)
+    set_text(repo, "two")
+    pushed = cp.push(repo, "linked", check=False)
+    assert pushed.returncode != 0
+    sentence = (f"requirements.txt is a symlink to a path outside the app ({secret}): commit the file itself, "
+                "or a link to a file inside the repository")
+    assert f"remote: paas: failed: {sentence}" in [line.rstrip() for line in pushed.stderr.splitlines()]
+    failed = cp.api("GET", "/apps/linked/releases").json()["releases"][0]
+    assert (failed["number"], failed["status"], failed["reason"]) == (2, "failed", sentence)
+    assert token not in pushed.stdout + pushed.stderr + everything_shown(cp, "linked")
+    assert get_text(app["url"]) == "one"  # the previous release keeps serving
+
+    # A link that stays inside the repository is fine.
+    (repo / "deps").mkdir()
+    (repo / "deps" / "requirements.txt").write_text("")
+    (repo / "requirements.txt").unlink()
+    (repo / "requirements.txt").symlink_to("deps/requirements.txt")
+    git("add", "-A", cwd=repo)
+    set_text(repo, "three")
+    assert "live" in cp.push(repo, "linked").stderr
+    assert get_text(app["url"]) == "three"
+    assert cp.api("DELETE", "/apps/linked").status_code == 200
 
 
 @pytest.mark.docker
