@@ -249,3 +249,13 @@ def test_logs_strip_what_the_app_prints_for_the_terminal_unless_raw(control_plan
     raw = control_plane.cli("logs", "noisy", "--raw")
     assert raw.returncode == 0 and f"| {raw_line}\n" in raw.stdout
     assert control_plane.api("DELETE", "/apps/noisy").status_code == 200
+
+
+def test_create_takes_the_repository_password_from_a_file(run, tmp_path, control_plane):
+    (tmp_path / "pw").write_text("from-a-file\n")
+    text = 'name: pw-file\nsource: {repo: "https://bob@git.example.invalid/r.git"}\n'
+    created = run("--json", "create", "-f", manifest(tmp_path, text), "--password-file", str(tmp_path / "pw"))
+    assert created.exit_code == 0, created.output
+    assert json.loads(created.output)["manifest"]["source"]["repo"] == "https://bob:***@git.example.invalid/r.git"
+    assert "from-a-file" not in created.output
+    assert run("delete", "pw-file", "--yes").exit_code == 0

@@ -4,6 +4,7 @@ git-sync as a file only, and appear in no API answer, event, log or process envi
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -132,6 +133,57 @@ def test_a_repository_password_is_kept_apart_used_and_never_shown(control_plane,
             assert PASSWORD.encode() not in seen
         assert (cp.data_dir / "pods" / "private" / "secrets" / "git-password").read_text() == PASSWORD
         assert cp.api("DELETE", "/apps/private").status_code == 200
+
+
+def received_passwords(server: GitServer) -> set[str]:
+    """Every password a git server was sent (HTTP basic), as its log of requests holds them."""
+    found = set()
+    for headers in server.request_headers:
+        scheme, _, encoded = headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "basic":
+            found.add(base64.b64decode(encoded).decode().partition(":")[2])
+    return found
+
+
+def test_a_repository_password_never_follows_the_url_to_another_host(control_plane, tmp_path):
+    cp = control_plane
+    other = "0ther-h0st-pa55"
+    with GitServer(tmp_path / "first", username="bob", password=PASSWORD) as first, \
+            GitServer(tmp_path / "second", username="bob", password=other, host="127.0.0.2") as second:
+        Upstream(first, "moving", tmp_path / "work-first").commit("<p>from the first host</p>")
+        moved = Upstream(second, "moving", tmp_path / "work-second")
+        moved.commit("<p>from the second host</p>")
+        repo = f"http://bob:{PASSWORD}@127.0.0.1:{first.port}/moving.git"
+        app = cp.create(f'name: moving\nruntime: static\nsource: {{repo: "{repo}", period: 1}}\n')
+        wait_for(lambda: "first host" in (get_text(app["url"]) or ""), 60, 0.1, "synced from the first host")
+
+        # The same user on another host: refused in one sentence, nothing stored, nothing sent there.
+        manifest = tmp_path / "moved.yaml"
+        manifest.write_text(f'name: moving\nruntime: static\nsource: {{repo: "{moved.url.replace("http://", "http://bob@")}", period: 1}}\n')
+        refused = cp.cli("apply", "-f", str(manifest))
+        assert refused.returncode == 1
+        assert refused.stderr == (
+            f"error: source.repo: the stored repository password is for http://bob@127.0.0.1:{first.port} and is "
+            f"not sent to http://bob@127.0.0.2:{second.port}: give that repository's password "
+            "(https://USER:PASSWORD@HOST/… or `paas apply --password-file FILE`), or an empty --password-file to "
+            "apply without one\n")
+        assert cp.api("GET", "/apps/moving").json()["manifest"]["source"]["repo"] == repo.replace(PASSWORD, "***")
+        cp.after_passes(3)
+        assert "first host" in (get_text(app["url"]) or "")
+
+        # With the second host's own password (a file), the app moves, and the first password stays home.
+        password_file = tmp_path / "second-password"
+        password_file.write_text(other + "\n")
+        applied = cp.cli("apply", "-f", str(manifest), "--password-file", str(password_file))
+        assert applied.returncode == 0, applied.stderr
+        assert "  source.password: *** -> *** (new)" in applied.stdout.splitlines()
+        wait_for(lambda: "second host" in (get_text(app["url"]) or ""), 60, 0.1, "synced from the second host")
+        assert received_passwords(second) == {other}
+        assert PASSWORD in received_passwords(first)  # the log is real: the first host got its own
+        assert (cp.data_dir / "pods" / "moving" / "secrets" / "git-password").read_text() == other
+        shown = everything_shown(cp, "moving") + applied.stdout + applied.stderr
+        assert PASSWORD not in shown and other not in shown
+        assert cp.api("DELETE", "/apps/moving").status_code == 200
 
 
 def test_a_requirements_link_out_of_the_app_fails_the_push_and_shows_nothing_of_its_target(control_plane, tmp_path):
