@@ -7,8 +7,9 @@ import secrets
 import socket
 import threading
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
-from paas import appspec, jsonhttp, podspec, remote, routes
+from paas import appspec, credentials, hosts, jsonhttp, podspec, remote, routes
 from paas import manifest as manifest_mod
 from paas.appspec import Platform
 from paas.backends.base import Backend, PodStatus
@@ -16,7 +17,7 @@ from paas.backends.kubernetes import render
 from paas.backends.kubernetes.options import export_options
 from paas.ca import CertificateAuthority
 from paas.deploys import Deploys
-from paas.errors import BackendUnavailable, Conflict, PaasError, PortInUse
+from paas.errors import BackendUnavailable, Conflict, InvalidManifest, PaasError, PortInUse
 from paas.lifecycle import Lifecycle, check_variables
 from paas.manifest import Manifest
 from paas.names import check_app_name
@@ -84,14 +85,16 @@ class ControlPlane:
 
     # apps
 
-    def create(self, text: str | bytes) -> str:
-        """Store a new app from its manifest text; its pod starts on the next reconcile."""
+    def create(self, text: str | bytes, password: str | None = None) -> str:
+        """Store a new app from its manifest text (``password``: its repository's, given apart
+        from it); its pod starts on the next reconcile."""
         m = manifest_mod.parse(text)
+        git_password = credentials.password_for(m.source, password)
         with self.reconciler.lock:
             self.lifecycle.check(App(m.name, m, 0, "", 0.0))
             self._check_hosts(m)
             port = self._port_for(m)
-            app = self.store.create_app(m, port, secrets.token_urlsafe(24), m.source.password)
+            app = self.store.create_app(m, port, secrets.token_urlsafe(24), git_password)
             if m.hosted:
                 try:
                     self.repos.create(app.name, m.source.ref)
@@ -194,13 +197,14 @@ class ControlPlane:
 
     # changes after creation
 
-    def apply(self, name: str, text: str | bytes) -> dict:
+    def apply(self, name: str, text: str | bytes, password: str | None = None) -> dict:
+        """Apply a changed manifest (``password``: its repository's, given apart from it)."""
         app = self.app(name)
         m = manifest_mod.parse(text)
         with self.reconciler.lock:
             self._check_hosts(m)
             port = app.port if m.port in (None, app.port) else self._port_for(m)
-        result = self.lifecycle.apply(app, m, port)
+        result = self.lifecycle.apply(app, m, port, password)
         return result | {"app": self.describe(name)}
 
     def config(self, name: str) -> dict:
@@ -220,12 +224,19 @@ class ControlPlane:
         self.routes.write(routes.build(specs, pods, self._public_host(), self.settings.domain))
 
     def _check_hosts(self, m: Manifest) -> None:
-        """A host name serves one app: refuse a manifest claiming another app's."""
-        wanted = appspec.host_names(m.name, m.hosts, self.settings.domain)
+        """Refuse `hosts` no app may claim (each problem with its field path), then a host name
+        another app is served at: a host name serves one app. An app's own NAME.<domain> is its
+        own even if an app stored before these rules claims it (the router gives it to NAME)."""
+        domain = self.settings.domain
+        platform = {urlsplit(url).hostname or "" for url in (self.settings.url, self.settings.pod_url)}
+        problems = hosts.claim_problems(m.name, m.hosts, domain, platform - {""})
+        if problems:
+            raise InvalidManifest(f"invalid manifest: {'; '.join(problems)}", problems)
+        wanted = set(appspec.host_names(m.name, m.hosts, domain)) - {f"{m.name}.{domain}"}
         for other in self.store.list_apps():
             if other.name == m.name:
                 continue
-            taken = set(wanted) & set(appspec.host_names(other.name, other.manifest.hosts, self.settings.domain))
+            taken = wanted & set(appspec.host_names(other.name, other.manifest.hosts, domain))
             if taken:
                 raise Conflict(f"host name {sorted(taken)[0]} is already served by the app {other.name}")
 

@@ -214,13 +214,14 @@ class Store:
         if not deleted:
             raise AppNotFound(f"app {name!r} not found")
 
-    def update_app(self, name: str, manifest: Manifest, port: int) -> App:
-        """Store a changed manifest (and port); raises PortInUse if the port is another app's."""
+    def update_app(self, name: str, manifest: Manifest, port: int, git_password: str) -> App:
+        """Store a changed manifest (and port, and the password of its remote repository, which
+        goes with the manifest's URL: paas.credentials); raises PortInUse if the port is another app's."""
         try:
             with self._lock:
                 self._db.execute(
-                    "UPDATE apps SET manifest = ?, port = ? WHERE name = ?",
-                    (json.dumps(manifest.to_dict()), port, name),
+                    "UPDATE apps SET manifest = ?, port = ?, git_password = ? WHERE name = ?",
+                    (json.dumps(manifest.to_dict()), port, git_password, name),
                 )
         except sqlite3.IntegrityError:
             raise PortInUse(f"port {port} is already used by another app") from None

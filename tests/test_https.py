@@ -217,3 +217,39 @@ def test_the_router_serves_an_app_as_soon_as_its_push_reports_live(control_plane
     pushed = control_plane.push(repo, "prompt")
     assert "live" in pushed.stderr
     assert _get(control_plane.router_port, "prompt.localhost")[:3:2] == (200, "prompt one")
+
+
+def test_no_app_claims_localhost_an_ip_or_another_apps_name(control_plane, tmp_path):
+    """`hosts: [future.localhost]` used to be taken, and the app `future` made later was not
+    served at its own name; localhost and IP addresses were claimed just as well."""
+    cp = control_plane
+    claims = "hosts: [squatter.example.test, future.localhost, localhost, 127.0.0.1]\n"
+    refused = cp.api("POST", "/apps", data=stdlib_manifest("squatter") + claims, headers={"Content-Type": "application/yaml"})
+    assert refused.status_code == 400
+    assert refused.json()["details"] == [
+        "hosts[1]: future.localhost is under localhost, which is every machine's own name; the app is served at squatter.localhost",
+        "hosts[2]: localhost is under localhost, which is every machine's own name; the app is served at squatter.localhost",
+        "hosts[3]: 127.0.0.1 is an IP address, not a host name: the router serves apps by host name",
+    ]
+    assert cp.api("GET", "/apps/squatter").status_code == 404
+    cp.create(stdlib_manifest("squatter") + "hosts: [squatter.example.test, squatter.localhost]\n")
+    repo = stdlib_app(tmp_path / "future", "future itself")
+    cp.create(stdlib_manifest("future"))
+    cp.push(repo, "future")
+    assert _get(cp.router_port, "future.localhost")[::2] == (200, "future itself")
+    for name in ("squatter", "future"):
+        assert cp.api("DELETE", f"/apps/{name}").status_code == 200
+
+
+def test_an_apps_own_name_is_routed_to_it_whoever_claimed_it_before():
+    """An app stored before the rules of `hosts` may claim another's NAME.<domain>: the
+    router's table gives the name to its app all the same."""
+    from paas.appspec import AppSpec, Source
+    from paas.routes import build
+
+    def spec(name: str, port: int, *hosts: str) -> AppSpec:
+        return AppSpec(name, port, Source("", "main", 10), None, None, {}, "/", 30, hosts=(f"{name}.localhost", *hosts))
+
+    table = build([spec("early", 10001, "future.localhost", "early.example.test"), spec("future", 10002)], {},
+                  "127.0.0.1", "localhost")
+    assert table["hosts"] == {"early.localhost": "early", "future.localhost": "future", "early.example.test": "early"}

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 
-from paas import __version__
+from paas import __version__, credentials
 from paas.errors import InvalidInput
 from paas.server import openapi
 from paas.server.auth import require_bearer
@@ -29,6 +29,13 @@ def _json_body(empty: object = None) -> object:
         return request.get_json(silent=True)
     except RecursionError:  # nested deeper than the parser goes: not JSON we take either
         return None
+
+
+def _repo_password() -> str | None:
+    """The repository password a create or apply gives apart from the manifest (`--password-file`),
+    None without one."""
+    header = request.headers.get(credentials.HEADER)
+    return None if header is None else credentials.decode(header)
 
 
 def _host() -> str:
@@ -87,7 +94,7 @@ def create_app():
     body = request.get_data(cache=False)
     if not body.strip():
         raise InvalidInput("send the manifest (YAML or JSON) as the request body")
-    name = _control().create(body)
+    name = _control().create(body, _repo_password())
     return jsonify(_control().describe(name, _host())), 201
 
 
@@ -101,7 +108,7 @@ def apply_app(name: str):
     body = request.get_data(cache=False)
     if not body.strip():
         raise InvalidInput("send the changed manifest (YAML or JSON) as the request body")
-    return jsonify(_control().apply(name, body))
+    return jsonify(_control().apply(name, body, _repo_password()))
 
 
 @bp.get("/apps/<name>/config")

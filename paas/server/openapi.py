@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from paas import __version__
+from paas import __version__, credentials
 from paas.backends.base import ContainerStatus
 from paas.manifest import RELOADS, RUNTIMES, Manifest
 from paas.names import APP_NAME, APP_NAME_RULE
@@ -158,7 +158,7 @@ def _operation(
     content: Schema,
     errors: tuple[int, ...] = (),
     body: Schema | None = None,
-    query: tuple[Schema, ...] = (),
+    parameters: tuple[Schema, ...] = (),
     public: bool = False,
 ) -> Schema:
     """One operation, answering ``content`` with ``status`` or an Error with each of
@@ -167,7 +167,7 @@ def _operation(
     operation: Schema = {
         "operationId": endpoint,
         "summary": summary,
-        "parameters": list(query),
+        "parameters": list(parameters),
         "responses": {
             str(status): {"description": summary, "content": content},
             **{str(code): {"description": ERROR_STATUSES[code], "content": _json(_ref("Error"))} for code in codes},
@@ -197,6 +197,12 @@ def _query(name: str, schema: Schema, description: str) -> Schema:
 def _paths() -> dict[str, Schema]:
     manifest = {"schema": _ref("Manifest"), "example": {"name": EXAMPLE_APP, "runtime": "python"}}
     manifest_body = _body({"application/yaml": manifest, "application/json": manifest})
+    password = {
+        "name": credentials.HEADER, "in": "header", "required": False, "schema": {"type": "string"},
+        "description": "the password of the manifest's source.repo, percent-encoded, given apart from its URL "
+                       "(`--password-file`; empty: none). A stored password is kept only while source.repo "
+                       "keeps its scheme, host, port and user",
+    }
     variables = {
         "type": "object",
         "minProperties": 1,
@@ -243,12 +249,12 @@ def _paths() -> dict[str, Schema]:
         "/apps": {
             "get": _operation("list_apps", "The apps", 200, _json(_ref("Apps"))),
             "post": _operation("create_app", "Create an app from its manifest", 201, _json(_ref("App")), (400, 409),
-                               body=manifest_body),
+                               body=manifest_body, parameters=(password,)),
         },
         "/apps/{name}": {
             "get": _on_app("get_app", "Describe an app", 200, _json(_ref("App"))),
             "put": _on_app("apply_app", "Apply a changed manifest", 200, _json(_ref("Applied")), (409,),
-                           body=manifest_body),
+                           body=manifest_body, parameters=(password,)),
             "delete": _on_app("delete_app", "Delete an app", 200, _json(_ref("Deleted"))),
         },
         "/apps/{name}/releases": {
@@ -257,10 +263,10 @@ def _paths() -> dict[str, Schema]:
         "/apps/{name}/export": {
             "get": _on_app("export", "The app as Kubernetes objects (YAML; its Secrets hold its credentials and "
                            "config)", 200, {"application/yaml": {"schema": kube_list}},
-                           query=export_query),
+                           parameters=export_query),
         },
         "/apps/{name}/logs": {
-            "get": _on_app("logs", "Log lines `container | line`", 200, text, query=(tail, follow)),
+            "get": _on_app("logs", "Log lines `container | line`", 200, text, parameters=(tail, follow)),
         },
         "/apps/{name}/restart": {
             "post": _on_app("restart", "Restart (hard: in a new pod)", 200, _json(_ref("Restarted")), (409,),
