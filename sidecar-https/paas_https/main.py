@@ -58,6 +58,7 @@ PARAMETERS = {  # variable: (flag, default, help)
     "PROXY_ADDR": ("--proxy-addr", "", "HOST:PORT of the service; wins over PROXY_PORT"),
     "CERT_FILE": ("--cert-file", "", "certificate chain (PEM); none: a self-signed one made at start"),
     "KEY_FILE": ("--key-file", "", "the certificate's private key (PEM)"),
+    "CERT_DIR": ("--cert-dir", "", "a directory of more pairs, NAME.crt with NAME.key, each served for the names it covers (SNI); CERT_FILE's pair serves every other name"),
     "CERT_RELOAD_SECONDS": ("--cert-reload-seconds", "2", "how often the files are checked for a rotated certificate (SIGHUP: at once)"),
     "HTTP_PORT": ("--http-port", "", "an extra plain-HTTP port (or HOST:PORT); empty: none"),
     "HTTPS_REDIRECT": ("--redirect", "0", "1: answer plain HTTP with 308 to https://"),
@@ -108,8 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _log(f"error: {e}")
         return 2
     try:
-        certificates = (Certificates(p["CERT_FILE"], p["KEY_FILE"], _log) if p["CERT_FILE"]
-                        else Certificates.made_at_start(_log))
+        certificates = (Certificates(p["CERT_FILE"], p["KEY_FILE"], _log, p["CERT_DIR"]) if p["CERT_FILE"]
+                        else Certificates.made_at_start(_log, p["CERT_DIR"]))
     except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
         _log(f"error: the certificate {p['CERT_FILE']} with key {p['KEY_FILE']} did not load: {e}")
         return 1
