@@ -56,6 +56,7 @@ def up(
     router_tls_port: int | None,
 ) -> None:
     """Run the control plane (API, git server, console) and the router in the foreground."""
+    from paas.control import platform_ca, replace_unfit_ca
     from paas.router import launch
     from paas.server.serve import ControlPlaneServer
     from paas.store import Store
@@ -76,7 +77,11 @@ def up(
     # First of all: a data directory a running control plane holds is left alone.
     lock.acquire(settings.data_dir, settings.url)
     launch.listen(settings.host, settings.port, "", "use --port").close()  # free, or one sentence
-    Store.in_data_dir(settings.data_dir).close()  # migrated here, or refused in one sentence
+    store = Store.in_data_dir(settings.data_dir)  # migrated here, or refused in one sentence
+    try:  # a CA from before name constraints (or for another domain) is replaced: said below
+        replaced_ca = replace_unfit_ca(platform_ca(settings), store)
+    finally:
+        store.close()
     also_on: tuple[str, ...] = ()
     if settings.backend in ("docker", "kubernetes"):
         from paas.backends import make_backend
@@ -104,6 +109,8 @@ def up(
     click.echo(f"CLI configured in {config}; stop with Ctrl-C")
     click.echo(f"git push auth: git config --global credential.{settings.url}.helper '!paas git-credential'")
     click.echo("trust the apps' certificates: paas ca > paas-ca.pem (then add it to your browser or system)")
+    if replaced_ca:
+        click.echo(f"warning: {replaced_ca}", err=True)
     try:
         ControlPlaneServer(settings, also_on).run()
     finally:
