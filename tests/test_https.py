@@ -276,7 +276,16 @@ def test_a_pair_of_cert_dir_is_served_by_sni_for_its_names_and_follows_the_direc
         (certs / "wild.key").unlink()
         wait_for(lambda: _shown(port, "a.example.net") == fingerprint(default[0]), 20, what="the removed pair")
         assert _shown(port, "shop.example.org") == fingerprint(rotated[0])
-        assert proc.poll() is None
+
+        for _ in range(2):  # a server name that isn't ASCII (RFC 6066: A-labels): refused in one line, once
+            hostile = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}",
+                                      "-servername", b"\xc3\xbc.example.org"],
+                                     input=b"", capture_output=True, timeout=30)
+            assert b"alert internal error" in hostile.stderr
+        log = (tmp_path / "https.log").read_text()
+        assert log.count("refused a handshake whose server name (SNI) is not ASCII (said once)") == 1
+        assert "Traceback" not in log and "Exception ignored" not in log
+        assert _shown(port, "shop.example.org") == fingerprint(rotated[0]) and proc.poll() is None
     finally:
         proc.terminate()
         proc.wait(10)

@@ -18,12 +18,14 @@ import datetime
 import os
 import socket
 import ssl
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import ip_address
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -78,6 +80,22 @@ def self_signed(names: list[str], days: int = 365) -> tuple[bytes, bytes]:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def refuse_quietly_names_not_ascii(log: Callable[[str], None]) -> None:
+    """A server name (SNI) that isn't ASCII (RFC 6066 wants A-labels) fails the handshake
+    before the SNI callback runs, and Python prints that as an ignored exception with a
+    traceback, once per such handshake: say it in one line, once, instead."""
+    default, said = sys.unraisablehook, threading.Event()
+
+    def hook(unraisable: Any) -> None:
+        if not (isinstance(unraisable.exc_value, UnicodeDecodeError) and isinstance(unraisable.object, bytes)):
+            default(unraisable)
+        elif not said.is_set():
+            said.set()
+            log("refused a handshake whose server name (SNI) is not ASCII (said once)")
+
+    sys.unraisablehook = hook
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 
 from paas_https import __version__
-from paas_https.certs import Certificates
+from paas_https.certs import Certificates, refuse_quietly_names_not_ascii
 from paas_https.relay import Policy
 from paas_https.server import Server, listen
 
@@ -108,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ParameterError as e:
         _log(f"error: {e}")
         return 2
+    refuse_quietly_names_not_ascii(_log)
     try:
         certificates = (Certificates(p["CERT_FILE"], p["KEY_FILE"], _log, p["CERT_DIR"]) if p["CERT_FILE"]
                         else Certificates.made_at_start(_log, p["CERT_DIR"]))
