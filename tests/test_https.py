@@ -370,4 +370,6 @@ def test_paas_certs_add_serves_the_owners_certificate_for_its_own_name(secure_ap
         return False
 
     wait_for(refused, 60, what="the removed certificate no longer served")
-    assert _get(cp.router_tls_port, "secure.localhost", context=platform)[::2] == (200, "secure one")
+    # The pod was replaced to take it out (as to put it in): serving again once it is healthy.
+    wait_for(lambda: _get(cp.router_tls_port, "secure.localhost", context=platform)[::2] == (200, "secure one"),
+             60, what="secure serving again")
