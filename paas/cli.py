@@ -468,6 +468,72 @@ def ca(ctx: Context) -> None:
     click.echo(ctx.client.ca(), nl=False)
 
 
+class _ListByDefault(click.Group):
+    """`paas certs NAME` is `paas certs list NAME`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group(cls=_ListByDefault, context_settings=CONTEXT)
+def certs() -> None:
+    """An app's TLS certificates: the platform CA's for its names in the platform's domain,
+    and one you add for its names outside it (`paas certs NAME` lists them)."""
+
+
+@certs.command(name="list")
+@click.argument("name")
+@global_options
+@pass_ctx
+def certs_list(ctx: Context, name: str) -> None:
+    """Show the app's certificates (names, issuer, expiry, fingerprint) and the names none covers."""
+    ctx.emit(*_certificates(ctx.client.certificates(check_app_name(name))))
+
+
+@certs.command(name="add")
+@click.argument("name")
+@click.option("--cert", "cert_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The certificate chain (PEM): the server's certificate, then each issuer.")
+@click.option("--key", "key_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Its private key (PEM, unencrypted).")
+@global_options
+@pass_ctx
+def certs_add(ctx: Context, name: str, cert_file: Path, key_file: Path) -> None:
+    """Add (or replace) the certificate for the app's names outside the platform's domain."""
+    # Not PEM (DER, say): sent as it reads, for the control plane to say what is wrong with it.
+    chain, key = (f.read_bytes().decode("utf-8", errors="replace") for f in (cert_file, key_file))
+    found = ctx.client.add_certificate(check_app_name(name), chain, key)
+    served = "; its pod serves it within seconds" if found["https"] else ""
+    ctx.emit(*_certificates(found, f"{name}: certificate added{served}"))
+
+
+@certs.command(name="remove")
+@click.argument("name")
+@global_options
+@pass_ctx
+def certs_remove(ctx: Context, name: str) -> None:
+    """Remove the added certificate (clients then get the platform CA's for its names)."""
+    found = ctx.client.remove_certificate(check_app_name(name))
+    ctx.emit(*_certificates(found, f"{name}: the added certificate was removed"))
+
+
+def _certificates(found: dict, first: str = "") -> tuple[dict, str]:
+    rows = [("SOURCE", "NAMES", "ISSUER", "NOT AFTER", "SHA-256 FINGERPRINT")] + [
+        (c["source"], ", ".join(c["names"]), c["issuer"], c["not_after"][:16].replace("T", " "), c["fingerprint"])
+        for c in found["certificates"]
+    ]
+    lines = [first] if first else []
+    lines.append(_table(rows) if found["certificates"] else f"{found['app']} has no certificates")
+    if not found["https"]:
+        lines.append(f"{found['app']} has no https sidecar: add `sidecars: [https]` to its manifest to serve them")
+    elif found["uncovered"]:
+        lines.append(f"not covered: {', '.join(found['uncovered'])} "
+                     f"(paas certs add {found['app']} --cert FILE --key FILE)")
+    return found, "\n".join(lines)
+
+
 cli.add_command(up)
 cli.add_command(images)
 

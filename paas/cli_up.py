@@ -69,6 +69,7 @@ def up(
     """Run the control plane (API, git server, console) and the router in the foreground."""
     from paas import datadir
     from paas.backends import appuids, podhost
+    from paas.control import platform_ca, replace_unfit_ca
     from paas.router import launch
     from paas.server import serve
     from paas.store import Store
@@ -94,7 +95,11 @@ def up(
     router = launch.part(settings)  # its ports free, or one sentence
     uids = settings.uids if settings.backend == "local" else None
     datadir.secure(settings.data_dir, apps_pass_through=uids is not None)
-    Store.in_data_dir(settings.data_dir).close()  # migrated here, or refused in one sentence
+    store = Store.in_data_dir(settings.data_dir)  # migrated here, or refused in one sentence
+    try:  # a CA from before name constraints (or for another domain) is replaced: said below
+        replaced_ca = replace_unfit_ca(platform_ca(settings), store)
+    finally:
+        store.close()
     if uids is not None:
         appuids.check_reachable(uids.start, settings.data_dir / datadir.PODS)
     for address in _check_backend(settings):
@@ -126,6 +131,8 @@ def up(
     click.echo(f"CLI configured in {config}; stop with Ctrl-C")
     click.echo(f"git push auth: git config --global credential.{settings.url}.helper '!paas git-credential'")
     click.echo("trust the apps' certificates: paas ca > paas-ca.pem (then add it to your browser or system)")
+    if replaced_ca:
+        click.echo(f"warning: {replaced_ca}", err=True)
     supervisor.run()
 
 

@@ -81,6 +81,15 @@ class Client:
     def ca(self) -> str:
         return self.request("GET", "/ca").text
 
+    def certificates(self, name: str) -> dict:
+        return self.request("GET", f"/apps/{name}/certs").json()
+
+    def add_certificate(self, name: str, chain: str, key: str) -> dict:
+        return self.request("PUT", f"/apps/{name}/certs", json={"certificate": chain, "key": key}).json()
+
+    def remove_certificate(self, name: str) -> dict:
+        return self.request("DELETE", f"/apps/{name}/certs").json()
+
     def processes(self, name: str) -> list[dict]:
         return self.request("GET", f"/apps/{name}/processes").json()["processes"]
 

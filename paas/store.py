@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from paas import manifest as manifest_mod
+from paas.ca import KeyPair
 from paas.errors import AppExists, AppNotFound, InvalidManifest, PaasError, PortInUse, RevisionNotFound
 from paas.manifest import Manifest
 
@@ -71,6 +72,16 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE apps ADD COLUMN config INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE apps ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE releases ADD COLUMN config INTEGER NOT NULL DEFAULT 0;
+    """,
+    # The certificate an app's owner added for its names outside the platform's domain
+    # (`paas certs add`): the chain and its key, a secret like the repository password.
+    """
+    CREATE TABLE certificates (
+        app TEXT PRIMARY KEY REFERENCES apps(name) ON DELETE CASCADE,
+        chain TEXT NOT NULL,
+        key TEXT NOT NULL,
+        added REAL NOT NULL
+    );
     """,
 )
 VERSION = len(MIGRATIONS)
@@ -267,6 +278,26 @@ class Store:
 
     def used_ports(self) -> set[int]:
         return {row["port"] for row in self._query("SELECT port FROM apps")}
+
+    # the certificate added for an app's own names
+
+    def certificate(self, app: str) -> KeyPair | None:
+        rows = self._query("SELECT chain, key FROM certificates WHERE app = ?", (app,))
+        return KeyPair(rows[0]["chain"], rows[0]["key"]) if rows else None
+
+    def set_certificate(self, app: str, pair: KeyPair) -> None:
+        """Store ``pair`` as the app's added certificate, replacing the one before."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO certificates VALUES (?,?,?,?)"
+                " ON CONFLICT (app) DO UPDATE SET chain = excluded.chain, key = excluded.key, added = excluded.added",
+                (app, pair.certificate, pair.key, time.time()),
+            )
+
+    def remove_certificate(self, app: str) -> bool:
+        """Forget the app's added certificate; False when it had none."""
+        with self._lock:
+            return self._db.execute("DELETE FROM certificates WHERE app = ?", (app,)).rowcount > 0
 
     # releases
 

@@ -155,6 +155,24 @@ def rollback(name: str):
     return jsonify(release.to_json() | {"rolls_back_to": original.to_json()}), 201
 
 
+@bp.get("/apps/<name>/certs")
+def certificates(name: str):
+    return jsonify(_control().certificates(name))
+
+
+@bp.put("/apps/<name>/certs")
+def add_certificate(name: str):
+    body = _json_body()
+    if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in ("certificate", "key")):
+        raise InvalidInput('send JSON {"certificate": "PEM chain", "key": "PEM private key"}')
+    return jsonify(_control().add_certificate(name, body["certificate"], body["key"]))
+
+
+@bp.delete("/apps/<name>/certs")
+def remove_certificate(name: str):
+    return jsonify(_control().remove_certificate(name))
+
+
 @bp.get("/apps/<name>/processes")
 def processes(name: str):
     return jsonify({"processes": _control().processes(name)})

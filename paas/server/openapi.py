@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from paas import __version__, credentials
+from paas import __version__, certs, credentials
 from paas.backends.base import ContainerStatus
 from paas.manifest import RELOADS, RUNTIMES, Manifest
 from paas.names import APP_NAME, APP_NAME_RULE
@@ -28,7 +28,7 @@ PREFIX = "/api/v1"
 ERROR_STATUSES = {
     400: "Bad input: one sentence naming what is wrong (`details`: each problem)",
     401: "Missing or invalid token",
-    404: "No such app (or release)",
+    404: "No such app (or release, or added certificate)",
     409: "The app's state doesn't allow it, or it failed with the change (undone); the message says what to do",
     503: "A part of the pod did not answer; try again",
 }
@@ -137,6 +137,20 @@ def _schemas() -> dict[str, Schema]:
         "AppConfig": app_config,
         "ConfigSet": {"allOf": [app_config, _object({"release": _nullable(release), "changed": _array(string)})]},
         "Processes": _object({"processes": _array(process)}),
+        # paas.control.certificates: what is shown of a certificate (never its key)
+        "Certificates": _object({
+            "app": NAME,
+            "https": {"type": "boolean", "description": "the app has the https sidecar (what serves them)"},
+            "certificates": _array(_object({
+                "source": {"enum": ["added", "platform CA"]},
+                "names": _array(string),
+                "issuer": string,
+                "not_after": {"type": "string", "format": "date-time"},
+                "fingerprint": {"type": "string", "description": "SHA-256, colon-separated hex"},
+                "serves": _array(string),
+            })),
+            "uncovered": _array(string),
+        }),
     }
 
 
@@ -221,6 +235,15 @@ def _paths() -> dict[str, Schema]:
                   "how many of the last lines")
     follow = _query("follow", {"type": "boolean", "default": False}, "stream new lines (1, true or yes)")
     text = {"text/plain": {"schema": {"type": "string"}}}
+    pem = {"type": "string", "maxLength": certs.MAX_PEM}
+    pair = {
+        "type": "object",
+        "required": ["certificate", "key"],
+        "properties": {
+            "certificate": pem | {"description": "the server's certificate, then each issuer (PEM)"},
+            "key": pem | {"description": "its private key (PEM, unencrypted)"},
+        },
+    }
     kube_list = {
         "type": "object",
         "required": ["apiVersion", "kind", "items"],
@@ -280,6 +303,15 @@ def _paths() -> dict[str, Schema]:
             "get": _on_app("get_config", "The config", 200, _json(_ref("AppConfig"))),
             "put": _on_app("set_config", "Set or unset config variables", 200, _json(_ref("ConfigSet")), (409,),
                            body=_body(_json(variables, example={"GREETING": "Hi", "OLD": None}))),
+        },
+        "/apps/{name}/certs": {
+            "get": _on_app("certificates", "The app's certificates (never a key) and the names none covers", 200,
+                           _json(_ref("Certificates"))),
+            "put": _on_app("add_certificate", "Add the certificate for the app's names outside the platform's "
+                           "domain (replacing the one before)", 200, _json(_ref("Certificates")),
+                           body=_body(_json(pair))),
+            "delete": _on_app("remove_certificate", "Remove the added certificate", 200,
+                              _json(_ref("Certificates"))),
         },
         "/apps/{name}/processes": {
             "get": _on_app("processes", "What runs in the pod (through its topz sidecar)", 200,
