@@ -72,6 +72,8 @@ class AppSpec:
     hsts: int = 0
     redirect_port: int = 0  # the port plain-HTTP redirects name (the router's TLS port)
     tls: KeyPair | None = field(default=None, repr=False)  # its certificate (with the https sidecar)
+    # The one its owner added (`paas certs add`) for its names outside the platform's domain.
+    tls_added: KeyPair | None = field(default=None, repr=False)
 
     def has(self, sidecar: str) -> bool:
         return any(s.name == sidecar for s in self.sidecars)

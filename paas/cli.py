@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from paas import terminal
 from paas.cli_up import CONTEXT, images, up
 from paas.cliconfig import DEFAULT_URL, read_config
 from paas.errors import PaasError
@@ -154,13 +155,31 @@ def read_manifest(path: Path) -> tuple[bytes, str]:
     return path.read_bytes(), "application/json" if path.suffix == ".json" else "application/yaml"
 
 
+password_file = click.option(
+    "--password-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="A file holding the password of the manifest's source.repo (kept apart, shown as ***); "
+         "an empty file: none.",
+)
+
+
+def read_password(path: Path | None) -> str | None:
+    """The password in ``path`` (one line, its line break dropped as git-sync drops it)."""
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: a password file holds UTF-8 text") from None
+
+
 @cli.command()
 @manifest_file("The app's manifest (YAML or JSON).")
+@password_file
 @global_options
 @pass_ctx
-def create(ctx: Context, path: Path) -> None:
+def create(ctx: Context, path: Path, password_file: Path | None) -> None:
     """Create an app from its manifest."""
-    app = ctx.client.create(*read_manifest(path))
+    app = ctx.client.create(*read_manifest(path), read_password(password_file))
     lines = [f"created {app['name']} on port {app['port']}: {app['urls'][0]}"]
     if app["manifest"]["source"]["repo"] is None:
         branch = app["manifest"]["source"]["ref"]
@@ -174,15 +193,18 @@ def create(ctx: Context, path: Path) -> None:
 
 @cli.command()
 @manifest_file("The app's changed manifest (YAML or JSON).")
+@password_file
 @global_options
 @pass_ctx
-def apply(ctx: Context, path: Path) -> None:
-    """Change an existing app to its manifest: prints what changes and how it rolls out."""
+def apply(ctx: Context, path: Path, password_file: Path | None) -> None:
+    """Change an existing app to its manifest: prints what changes and how it rolls out. A
+    stored repository password goes only to the origin (scheme, host, port, user) it was
+    given for: a source.repo elsewhere needs its own (in the URL or --password-file)."""
     from paas import manifest as manifest_mod
 
     body, kind = read_manifest(path)
     name = manifest_mod.parse(body).name  # invalid: one clear error, before any request
-    result = ctx.client.apply(name, body, kind)
+    result = ctx.client.apply(name, body, kind, read_password(password_file))
     if not result["changes"]:
         return ctx.emit(result, f"{name}: nothing to change")
     how = {
@@ -347,13 +369,15 @@ def releases(ctx: Context, name: str) -> None:
 @click.argument("name")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("-n", "--tail", default=200, show_default=True, type=click.IntRange(0, 100_000))
+@click.option("--raw", is_flag=True, help="Print the lines as the app wrote them, terminal escape sequences and all.")
 @global_options
 @pass_ctx
-def logs(ctx: Context, name: str, follow: bool, tail: int) -> None:
-    """Print an app's logs (every container's)."""
+def logs(ctx: Context, name: str, follow: bool, tail: int, raw: bool) -> None:
+    """Print an app's logs (every container's), without the terminal escape sequences and
+    control characters the app printed (`--raw`: with them)."""
     try:
         for line in ctx.client.logs(check_app_name(name), follow=follow, tail=tail):
-            click.echo(line)
+            click.echo(line if raw else terminal.clean(line), color=True if raw else None)
     except KeyboardInterrupt:
         pass
 
@@ -442,6 +466,72 @@ def ca(ctx: Context) -> None:
     For example: paas ca > paas-ca.pem; curl --cacert paas-ca.pem https://NAME.localhost:8443/
     """
     click.echo(ctx.client.ca(), nl=False)
+
+
+class _ListByDefault(click.Group):
+    """`paas certs NAME` is `paas certs list NAME`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group(cls=_ListByDefault, context_settings=CONTEXT)
+def certs() -> None:
+    """An app's TLS certificates: the platform CA's for its names in the platform's domain,
+    and one you add for its names outside it (`paas certs NAME` lists them)."""
+
+
+@certs.command(name="list")
+@click.argument("name")
+@global_options
+@pass_ctx
+def certs_list(ctx: Context, name: str) -> None:
+    """Show the app's certificates (names, issuer, expiry, fingerprint) and the names none covers."""
+    ctx.emit(*_certificates(ctx.client.certificates(check_app_name(name))))
+
+
+@certs.command(name="add")
+@click.argument("name")
+@click.option("--cert", "cert_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The certificate chain (PEM): the server's certificate, then each issuer.")
+@click.option("--key", "key_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Its private key (PEM, unencrypted).")
+@global_options
+@pass_ctx
+def certs_add(ctx: Context, name: str, cert_file: Path, key_file: Path) -> None:
+    """Add (or replace) the certificate for the app's names outside the platform's domain."""
+    # Not PEM (DER, say): sent as it reads, for the control plane to say what is wrong with it.
+    chain, key = (f.read_bytes().decode("utf-8", errors="replace") for f in (cert_file, key_file))
+    found = ctx.client.add_certificate(check_app_name(name), chain, key)
+    served = "; its pod serves it within seconds" if found["https"] else ""
+    ctx.emit(*_certificates(found, f"{name}: certificate added{served}"))
+
+
+@certs.command(name="remove")
+@click.argument("name")
+@global_options
+@pass_ctx
+def certs_remove(ctx: Context, name: str) -> None:
+    """Remove the added certificate (clients then get the platform CA's for its names)."""
+    found = ctx.client.remove_certificate(check_app_name(name))
+    ctx.emit(*_certificates(found, f"{name}: the added certificate was removed"))
+
+
+def _certificates(found: dict, first: str = "") -> tuple[dict, str]:
+    rows = [("SOURCE", "NAMES", "ISSUER", "NOT AFTER", "SHA-256 FINGERPRINT")] + [
+        (c["source"], ", ".join(c["names"]), c["issuer"], c["not_after"][:16].replace("T", " "), c["fingerprint"])
+        for c in found["certificates"]
+    ]
+    lines = [first] if first else []
+    lines.append(_table(rows) if found["certificates"] else f"{found['app']} has no certificates")
+    if not found["https"]:
+        lines.append(f"{found['app']} has no https sidecar: add `sidecars: [https]` to its manifest to serve them")
+    elif found["uncovered"]:
+        lines.append(f"not covered: {', '.join(found['uncovered'])} "
+                     f"(paas certs add {found['app']} --cert FILE --key FILE)")
+    return found, "\n".join(lines)
 
 
 cli.add_command(up)

@@ -3,13 +3,24 @@ commands that run things on this machine rather than talk to an API."""
 
 from __future__ import annotations
 
+import getpass
+import os
+import signal
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from paas import lock
 from paas.cliconfig import write_config
 from paas.settings import BACKENDS, Settings
+
+if TYPE_CHECKING:
+    from paas.supervisor import Part
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -56,9 +67,13 @@ def up(
     router_tls_port: int | None,
 ) -> None:
     """Run the control plane (API, git server, console) and the router in the foreground."""
+    from paas import datadir
+    from paas.backends import appuids, podhost
+    from paas.control import platform_ca, replace_unfit_ca
     from paas.router import launch
-    from paas.server.serve import ControlPlaneServer
+    from paas.server import serve
     from paas.store import Store
+    from paas.supervisor import Part, Supervisor
 
     settings = Settings.load(
         {
@@ -73,42 +88,110 @@ def up(
             "router_tls_port": router_tls_port,
         }
     )
+    os.umask(0o077)  # everything the platform writes is its own
     # First of all: a data directory a running control plane holds is left alone.
     lock.acquire(settings.data_dir, settings.url)
-    launch.listen(settings.host, settings.port, "", "use --port").close()  # free, or one sentence
-    Store.in_data_dir(settings.data_dir).close()  # migrated here, or refused in one sentence
-    also_on: tuple[str, ...] = ()
-    if settings.backend in ("docker", "kubernetes"):
-        from paas.backends import make_backend
-
-        # Fails here, in one sentence, without Docker and its images, or without a cluster.
-        make_backend(settings).close()
-    if settings.backend == "docker":
-        from paas.backends.docker import images as docker_images
-
-        client = docker_images.connect()
-        old = docker_images.stale(client)
-        if old:
-            tags = ", ".join(i.tag for i in old)
-            click.echo(f"warning: {tags} were built from older source: run `paas images build`", err=True)
-        gateway = docker_images.bridge_gateway(client)
-        if gateway and settings.host.startswith("127.") and not settings.internal_url:
-            also_on = (gateway,)  # where pods reach the git server (host.docker.internal)
+    listeners = [launch.listen(settings.host, settings.port, "", "use --port")]  # free, or one sentence
+    router = launch.part(settings)  # its ports free, or one sentence
+    uids = settings.uids if settings.backend == "local" else None
+    datadir.secure(settings.data_dir, apps_pass_through=uids is not None)
+    store = Store.in_data_dir(settings.data_dir)  # migrated here, or refused in one sentence
+    try:  # a CA from before name constraints (or for another domain) is replaced: said below
+        replaced_ca = replace_unfit_ca(platform_ca(settings), store)
+    finally:
+        store.close()
+    if uids is not None:
+        appuids.check_reachable(uids.start, settings.data_dir / datadir.PODS)
+    for address in _check_backend(settings):
+        listeners.append(launch.listen(address, settings.port, " (the Docker bridge's address)", "use --port"))
     settings = settings.with_token()
-    router = launch.start(settings)
+    supervisor = Supervisor(settings.data_dir, say=lambda line: click.echo(line, err=True), reap_orphans=True)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: supervisor.stopping.set())
+    try:
+        if settings.backend == "local":
+            settings = replace(settings, pod_host=str(podhost.socket_path(settings.data_dir)))
+            supervisor.start(_pod_host(settings))
+        if router is not None:
+            supervisor.start(router[0])
+        fds = tuple(listener.fileno() for listener in listeners)
+        env = os.environ | serve.environment(settings, fds, lock.descriptor(settings.data_dir))
+        api = Part("API", [sys.executable, "-m", "paas.server.serve"], env=env, keep=tuple(listeners),
+                   pass_fds=(*fds, lock.descriptor(settings.data_dir)), ready=lambda: _answers(settings.url))
+        supervisor.start(api)
+    except BaseException:
+        supervisor.stop()
+        raise
     config = write_config(settings.url, settings.token)
     click.echo(f"paas control plane ({settings.backend} backend), data in {settings.data_dir}")
     click.echo(f"console:  {settings.url}/")
-    click.echo(f"apps:     {', '.join(router.urls) if router else 'no router (its ports are 0)'}")
+    click.echo(f"apps:     {', '.join(router[1]) if router else 'no router (its ports are 0)'}")
+    click.echo(f"users:    {_who_apps_run_as(settings)}")
     click.echo(f"token:    {settings.token}")
     click.echo(f"CLI configured in {config}; stop with Ctrl-C")
     click.echo(f"git push auth: git config --global credential.{settings.url}.helper '!paas git-credential'")
     click.echo("trust the apps' certificates: paas ca > paas-ca.pem (then add it to your browser or system)")
+    if replaced_ca:
+        click.echo(f"warning: {replaced_ca}", err=True)
+    supervisor.run()
+
+
+def _check_backend(settings: Settings) -> tuple[str, ...]:
+    """Fail here, in one sentence, without Docker and its images, or without a cluster; the
+    addresses the API listens on besides ``--host`` (where docker pods reach it: the bridge's)."""
+    if settings.backend not in ("docker", "kubernetes"):
+        return ()
+    from paas.backends import make_backend
+
+    make_backend(settings).close()
+    if settings.backend != "docker":
+        return ()
+    from paas.backends.docker import images as docker_images
+
+    client = docker_images.connect()
+    old = docker_images.stale(client)
+    if old:
+        tags = ", ".join(i.tag for i in old)
+        click.echo(f"warning: {tags} were built from older source: run `paas images build`", err=True)
+    gateway = docker_images.bridge_gateway(client)
+    if gateway and settings.host.startswith("127.") and not settings.internal_url:
+        return (gateway,)  # where pods reach the git server (host.docker.internal)
+    return ()
+
+
+def _pod_host(settings: Settings) -> Part:
+    """The local backend's pods, in a process of their own that outlives the API's worker."""
+    from paas.backends import podhost
+    from paas.supervisor import Part
+
+    uids = settings.uids
+    argv = [sys.executable, "-m", "paas.backends.podhost", "--data-dir", str(settings.data_dir),
+            "--apps-host", settings.app_address, "--app-uids", f"{uids.start}-{uids.stop - 1}" if uids else "off"]
+    path = podhost.socket_path(settings.data_dir)
+    path.unlink(missing_ok=True)  # a killed pod host's: ready means a new one listens
+    return Part("pod host", argv, ready=path.exists)
+
+
+def _who_apps_run_as(settings: Settings) -> str:
+    if settings.backend != "local":
+        return f"apps run in their pods on {settings.backend} (as their images' users)"
+    uids = settings.uids
+    if uids is not None:
+        return f"each app runs as a uid of its own ({uids.start}-{uids.stop - 1}), kept out of the platform's files"
+    if os.geteuid() == 0:
+        return "apps run as root (PAAS_APP_UIDS=off): they can read the platform's secrets"
+    return (f"apps run as you ({getpass.getuser()}) and share your rights; the platform's files are "
+            "private (0600/0700), but run paas up as root to give each app a user of its own")
+
+
+def _answers(url: str) -> bool:
     try:
-        ControlPlaneServer(settings, also_on).run()
-    finally:
-        if router is not None:
-            router.stop()
+        with urllib.request.urlopen(f"{url}/api/v1/healthz", timeout=1):
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answers (a part may be down meanwhile)
+    except OSError:
+        return False
 
 
 @click.group(context_settings=CONTEXT)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import requests
 
+from paas import credentials
 from paas.errors import PaasError
 
 
@@ -40,8 +42,9 @@ class Client:
                 ) from None
         return response
 
-    def create(self, manifest: bytes, content_type: str) -> dict:
-        return self.request("POST", "/apps", data=manifest, headers={"Content-Type": content_type}).json()
+    def create(self, manifest: bytes, content_type: str, password: str | None = None) -> dict:
+        headers = _manifest_headers(content_type, password)
+        return self.request("POST", "/apps", data=manifest, headers=headers).json()
 
     def apps(self) -> list[dict]:
         return self.request("GET", "/apps").json()["apps"]
@@ -49,9 +52,9 @@ class Client:
     def get(self, name: str) -> dict:
         return self.request("GET", f"/apps/{name}").json()
 
-    def apply(self, name: str, manifest: bytes, content_type: str) -> dict:
-        return self.request("PUT", f"/apps/{name}", data=manifest, headers={"Content-Type": content_type},
-                            timeout=None).json()
+    def apply(self, name: str, manifest: bytes, content_type: str, password: str | None = None) -> dict:
+        headers = _manifest_headers(content_type, password)
+        return self.request("PUT", f"/apps/{name}", data=manifest, headers=headers, timeout=None).json()
 
     def config(self, name: str) -> dict:
         return self.request("GET", f"/apps/{name}/config").json()
@@ -78,6 +81,15 @@ class Client:
     def ca(self) -> str:
         return self.request("GET", "/ca").text
 
+    def certificates(self, name: str) -> dict:
+        return self.request("GET", f"/apps/{name}/certs").json()
+
+    def add_certificate(self, name: str, chain: str, key: str) -> dict:
+        return self.request("PUT", f"/apps/{name}/certs", json={"certificate": chain, "key": key}).json()
+
+    def remove_certificate(self, name: str) -> dict:
+        return self.request("DELETE", f"/apps/{name}/certs").json()
+
     def processes(self, name: str) -> list[dict]:
         return self.request("GET", f"/apps/{name}/processes").json()["processes"]
 
@@ -87,3 +99,11 @@ class Client:
             "GET", f"/apps/{name}/logs", params=params, stream=True, timeout=None if follow else self.timeout
         )
         yield from response.iter_lines(decode_unicode=True)
+
+
+def _manifest_headers(content_type: str, password: str | None) -> dict[str, str]:
+    """A manifest's headers; with ``password``, the repository password given apart from it."""
+    headers = {"Content-Type": content_type}
+    if password is not None:
+        headers[credentials.HEADER] = quote(password, safe="")
+    return headers

@@ -7,8 +7,9 @@ import secrets
 import socket
 import threading
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
-from paas import appspec, jsonhttp, podspec, remote, routes
+from paas import appspec, certs, credentials, hosts, jsonhttp, podspec, remote, routes
 from paas import manifest as manifest_mod
 from paas.appspec import Platform
 from paas.backends.base import Backend, PodStatus
@@ -17,7 +18,14 @@ from paas.backends.kubernetes.options import export_options
 from paas.ca import CertificateAuthority
 from paas.deploys import Deploys
 from paas.diskspace import Room
-from paas.errors import BackendUnavailable, Conflict, PaasError, PortInUse
+from paas.errors import (
+    BackendUnavailable,
+    CertificateNotFound,
+    Conflict,
+    InvalidManifest,
+    PaasError,
+    PortInUse,
+)
 from paas.lifecycle import Lifecycle, check_variables
 from paas.manifest import Manifest
 from paas.names import check_app_name
@@ -47,7 +55,7 @@ class ControlPlane:
             domain=settings.domain,
             router_tls_port=settings.router_tls_port,
         )
-        self.ca = CertificateAuthority(settings.data_dir / "ca", instance_id(settings.data_dir))
+        self.ca = platform_ca(settings)
         self.routes = routes.TableWriter(routes.table_path(settings.data_dir))
         self.reconciler = Reconciler(
             self.store,
@@ -64,7 +72,9 @@ class ControlPlane:
         self.lifecycle = Lifecycle(self.store, backend, self.reconciler, self.deploys)
 
     def start(self) -> None:
-        self.ca.certificate()  # made on the first start: apps' certificates are issued from it
+        replaced = replace_unfit_ca(self.ca, self.store)  # made on the first start (`paas up` checks first)
+        if replaced:
+            log.warning(replaced)
         apps = self.store.list_apps()
         for app in apps:
             if not app.manifest.hosted:
@@ -86,14 +96,16 @@ class ControlPlane:
 
     # apps
 
-    def create(self, text: str | bytes) -> str:
-        """Store a new app from its manifest text; its pod starts on the next reconcile."""
+    def create(self, text: str | bytes, password: str | None = None) -> str:
+        """Store a new app from its manifest text (``password``: its repository's, given apart
+        from it); its pod starts on the next reconcile."""
         m = manifest_mod.parse(text)
+        git_password = credentials.password_for(m.source, password)
         with self.reconciler.lock:
             self.lifecycle.check(App(m.name, m, 0, "", 0.0))
             self._check_hosts(m)
             port = self._port_for(m)
-            app = self.store.create_app(m, port, secrets.token_urlsafe(24), m.source.password)
+            app = self.store.create_app(m, port, secrets.token_urlsafe(24), git_password)
             if m.hosted:
                 try:
                     self.repos.create(app.name, m.source.ref)
@@ -151,6 +163,43 @@ class ControlPlane:
         """The platform CA's certificate (PEM), for users to trust."""
         return self.ca.certificate()
 
+    # certificates
+
+    def certificates(self, name: str) -> dict:
+        """The app's certificates — the one added for its own names, the platform CA's with
+        the https sidecar — and the host names neither covers."""
+        app = self.app(name)
+        spec = self.reconciler.spec(app)
+        added = self.store.certificate(app.name)
+        shown = [certs.describe(added.certificate, "added", spec.hosts)] if added else []
+        if spec.tls:
+            shown.append(certs.describe(spec.tls.certificate, "platform CA", spec.hosts))
+        covered = {host for cert in shown for host in cert["serves"]}
+        return {"app": app.name, "https": spec.has(HTTPS), "certificates": shown,
+                "uncovered": [host for host in spec.hosts if host not in covered]}
+
+    def add_certificate(self, name: str, chain: str, key: str) -> dict:
+        """Check and store the certificate for the app's own names; its pod serves it from the
+        next reconcile. A pair that fails a check changes nothing."""
+        app = self.app(name)
+        hosts = appspec.host_names(app.name, app.manifest.hosts, self.settings.domain)
+        pair = certs.check(chain, key, app.name, hosts)
+        with self.reconciler.lock:  # not into an app deleted meanwhile
+            self.store.set_certificate(self.app(name).name, pair)
+        shown = certs.describe(pair.certificate, "added", hosts)
+        self.store.add_event(app.name, "certificate", f"certificate added for {', '.join(shown['names'])}, "
+                             f"valid until {shown['not_after']}, SHA-256 {shown['fingerprint']}")
+        self.reconciler.kick()
+        return self.certificates(name)
+
+    def remove_certificate(self, name: str) -> dict:
+        app = self.app(name)
+        if not self.store.remove_certificate(app.name):
+            raise CertificateNotFound(f"{app.name} has no added certificate to remove")
+        self.store.add_event(app.name, "certificate", "the added certificate was removed")
+        self.reconciler.kick()
+        return self.certificates(name)
+
     def releases(self, name: str) -> list[Release]:
         return self.store.releases(self.app(name).name)
 
@@ -196,13 +245,14 @@ class ControlPlane:
 
     # changes after creation
 
-    def apply(self, name: str, text: str | bytes) -> dict:
+    def apply(self, name: str, text: str | bytes, password: str | None = None) -> dict:
+        """Apply a changed manifest (``password``: its repository's, given apart from it)."""
         app = self.app(name)
         m = manifest_mod.parse(text)
         with self.reconciler.lock:
             self._check_hosts(m)
             port = app.port if m.port in (None, app.port) else self._port_for(m)
-        result = self.lifecycle.apply(app, m, port)
+        result = self.lifecycle.apply(app, m, port, password)
         return result | {"app": self.describe(name)}
 
     def config(self, name: str) -> dict:
@@ -222,12 +272,19 @@ class ControlPlane:
         self.routes.write(routes.build(specs, pods, self._public_host(), self.settings.domain))
 
     def _check_hosts(self, m: Manifest) -> None:
-        """A host name serves one app: refuse a manifest claiming another app's."""
-        wanted = appspec.host_names(m.name, m.hosts, self.settings.domain)
+        """Refuse `hosts` no app may claim (each problem with its field path), then a host name
+        another app is served at: a host name serves one app. An app's own NAME.<domain> is its
+        own even if an app stored before these rules claims it (the router gives it to NAME)."""
+        domain = self.settings.domain
+        platform = {urlsplit(url).hostname or "" for url in (self.settings.url, self.settings.pod_url)}
+        problems = hosts.claim_problems(m.name, m.hosts, domain, platform - {""})
+        if problems:
+            raise InvalidManifest(f"invalid manifest: {'; '.join(problems)}", problems)
+        wanted = set(appspec.host_names(m.name, m.hosts, domain)) - {f"{m.name}.{domain}"}
         for other in self.store.list_apps():
             if other.name == m.name:
                 continue
-            taken = set(wanted) & set(appspec.host_names(other.name, other.manifest.hosts, self.settings.domain))
+            taken = wanted & set(appspec.host_names(other.name, other.manifest.hosts, domain))
             if taken:
                 raise Conflict(f"host name {sorted(taken)[0]} is already served by the app {other.name}")
 
@@ -249,6 +306,21 @@ class ControlPlane:
             if port not in used and _bindable(port):
                 return port
         raise PaasError("no free port left for a new app")
+
+
+def platform_ca(settings: Settings) -> CertificateAuthority:
+    """The CA in the data directory, constrained to the platform's domain and loopback."""
+    return CertificateAuthority(settings.data_dir / "ca", instance_id(settings.data_dir), settings.domain)
+
+
+def replace_unfit_ca(ca: CertificateAuthority, store: Store) -> str:
+    """Load the platform CA; when a kept one had to be replaced (no name constraints, or
+    another domain's), every app gets an event saying to trust it again. Returns that sentence."""
+    replaced = ca.ensure()
+    if replaced:
+        for app in store.list_apps():
+            store.add_event(app.name, "certificate", replaced)
+    return replaced
 
 
 def _url(scheme: str, host: str, port: int) -> str:

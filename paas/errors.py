@@ -41,6 +41,10 @@ class RevisionNotFound(PaasError):
     status = 404
 
 
+class CertificateNotFound(PaasError):
+    status = 404
+
+
 class AppExists(PaasError):
     status = 409
 

@@ -11,13 +11,12 @@ serves on.
 
 from __future__ import annotations
 
-import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from paas import credentials, podspec
 from paas import manifest as manifest_mod
-from paas import podspec
 from paas.backends.base import Backend
 from paas.deploys import LIVE_TIMEOUT, Deploys
 from paas.errors import Conflict, InvalidInput, InvalidManifest
@@ -26,9 +25,6 @@ from paas.reconciler import Reconciler
 from paas.sidecars import CONFIG
 from paas.store import App, Store
 
-# Variable names: the manifest's `env` rules.
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_RESERVED = re.compile(r"^(PORT|PAAS_.*|GITSYNC_.*)$")
 MAX_VARS, MAX_VALUE = 500, 32 * 1024
 
 
@@ -46,6 +42,7 @@ class Plan:
     changes: list[Change]
     live: bool  # the runtime takes it: a new instance beside the old one
     new_pod: bool  # the pod is replaced
+    git_password: str = field(default="", repr=False)  # of the remote repository, to store with it
 
     @property
     def rollout(self) -> str:
@@ -60,12 +57,12 @@ def check_variables(changes: Any) -> dict[str, str | None]:
         raise InvalidInput('send a JSON object of variables: {"NAME": "value"}, or null to unset one')
     problems, clean = [], {}
     for name, value in changes.items():
-        if not isinstance(name, str) or not _NAME.match(name):
-            problems.append(f"{name!r} is not a valid environment variable name")
-        elif _RESERVED.match(name):
-            problems.append(f"{name} is set by the platform")
+        if problem := manifest_mod.variable_name_problem(name):  # the manifest's `env` rules
+            problems.append(problem)
         elif value is not None and (isinstance(value, dict | list) or len(str(value)) > MAX_VALUE):
             problems.append(f"{name} must be a string, number or boolean of at most 32 KiB, or null")
+        elif value is not None and (problem := manifest_mod.text_problem(manifest_mod.env_str(value))):
+            problems.append(f"{name}: its value {problem}")
         else:
             clean[name] = None if value is None else manifest_mod.env_str(value)
     if problems:
@@ -154,8 +151,9 @@ class Lifecycle:
 
     # apply
 
-    def plan(self, app: App, new: Manifest, port: int) -> Plan:
-        """What applying ``new`` (on ``port``) to ``app`` changes; raises on what it can't."""
+    def plan(self, app: App, new: Manifest, port: int, password: str | None = None) -> Plan:
+        """What applying ``new`` (on ``port``; ``password``: its repository's, given apart from
+        it) to ``app`` changes; raises on what it can't."""
         if new.name != app.name:
             raise InvalidManifest(f"the manifest names {new.name!r}, not {app.name!r}: apply it to its own app")
         if new.hosted != app.manifest.hosted:
@@ -163,18 +161,22 @@ class Lifecycle:
                 f"{app.name} {'is deployed by push' if app.manifest.hosted else 'syncs a remote repository'}: "
                 "an app can't switch between the two (delete it and create it again)"
             )
-        changed = App(app.name, new, port, app.deploy_token, app.created, app.git_password, app.config,
-                      app.generation)
+        git_password = credentials.password_for(new.source, password, app.manifest.source.repo, app.git_password)
+        changed = App(app.name, new, port, app.deploy_token, app.created, git_password, app.config, app.generation)
         self.check(changed)
         before, after = self.reconciler.spec(app), self.reconciler.spec(changed)
         old_pod, new_pod = podspec.build(before, self.reconciler.platform), podspec.build(after, self.reconciler.platform)
         # The fields a stored manifest that no longer validates had wrong are gone from it.
         fixed = [Change("manifest", app.problem, "valid")] if app.problem else []
+        # The password is no field of the manifest: its change is shown, never its value.
+        secret = [] if git_password == app.git_password else [
+            Change("source.password", "***" if app.git_password else None, "*** (new)" if git_password else None)]
         return Plan(
-            changes=fixed + _diff(app.manifest.to_dict(), new.to_dict()),
+            changes=fixed + _diff(app.manifest.to_dict(), new.to_dict()) + secret,
             live=podspec.settings(before)["version"] != podspec.settings(after)["version"],
             # A stored manifest that no longer validated has had its pod left as it was.
             new_pod=old_pod.digest != new_pod.digest or bool(app.problem),
+            git_password=git_password,
         )
 
     def check(self, app: App) -> None:
@@ -186,14 +188,14 @@ class Lifecycle:
                 [f"config.reload: {spec.config_reload} needs the config sidecar"],
             )
 
-    def apply(self, app: App, new: Manifest, port: int) -> dict[str, Any]:
+    def apply(self, app: App, new: Manifest, port: int, password: str | None = None) -> dict[str, Any]:
         """Store a changed manifest and roll it out; a live change the app fails with is undone."""
-        plan = self.plan(app, new, port)
+        plan = self.plan(app, new, port, password)
         if not plan.changes:
             return {"changes": [], "rollout": "none"}
         began = time.time()
         with self.reconciler.lock:
-            self.store.update_app(app.name, new, port)
+            self.store.update_app(app.name, new, port, plan.git_password)
             fields = ", ".join(c.field for c in plan.changes)
             self.store.add_event(app.name, "apply", f"manifest changed ({fields}): {plan.rollout}")
         self.reconciler.kick()
@@ -204,7 +206,7 @@ class Lifecycle:
                 self._until_serving(app.name, wanted, since=began)
             except Conflict:
                 with self.reconciler.lock:
-                    self.store.update_app(app.name, app.manifest, app.port)
+                    self.store.update_app(app.name, app.manifest, app.port, app.git_password)
                     self.store.add_event(app.name, "apply", "the change was undone: the new instance failed")
                 self.reconciler.kick()
                 raise

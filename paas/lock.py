@@ -56,6 +56,18 @@ def acquire(data_dir: Path, url: str) -> None:
     _held[key] = fd
 
 
+def descriptor(data_dir: Path) -> int:
+    """The descriptor through which this process holds the lock (to hand to a child)."""
+    return _held[_key(data_dir)]
+
+
+def adopt(data_dir: Path, fd: int) -> None:
+    """Hold the lock through ``fd``, an inherited descriptor of the lock file `paas up` locked
+    (a flock belongs to the open file, shared by every descriptor of it)."""
+    os.set_inheritable(fd, False)
+    _held[_key(data_dir)] = fd
+
+
 def release(data_dir: Path) -> None:
     fd = _held.pop(_key(data_dir), None)
     if fd is not None:

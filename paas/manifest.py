@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -37,6 +38,29 @@ _MEMORY = re.compile(r"^[1-9][0-9]*[bkmg]?$")
 _BAD_REF = re.compile(r"(^[-/.]|\.\.|[\x00-\x20\x7f~^:?*\[\\]|@\{|//|/\.|\.lock$|\.lock/|[/.]$)")
 
 
+def variable_name_problem(name: object) -> str | None:
+    """Why ``name`` can't name one of an app's environment variables (the manifest's `env`,
+    `paas config`), or None."""
+    if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+        return f"{name!r} is not a valid environment variable name"
+    if _RESERVED_ENV.fullmatch(name):
+        return f"{name} is set by the platform"
+    return None
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` can't reach a process (its environment, its command line, a file name),
+    or None: every string of a manifest and every config value ends up in one of those, where
+    a NUL ends it early (or fails the exec) and an unpaired surrogate can't be encoded."""
+    if "\0" in text:
+        return "holds a NUL byte, which an environment variable or a command line can't hold"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8 (it holds an unpaired surrogate)"
+    return None
+
+
 def is_git_ref(ref: str) -> bool:
     """A plausible branch, tag or commit name (git check-ref-format rules, checked without git)."""
     return bool(ref) and len(ref) <= 255 and ref != "@" and not _BAD_REF.search(ref)
@@ -44,15 +68,19 @@ def is_git_ref(ref: str) -> bool:
 
 def _repo_problem(url: str) -> str | None:
     """Why ``url`` can't be a source repo, or None."""
-    if not (_REMOTE_URL.match(url) or _SCP_URL.match(url)):
+    if not (_REMOTE_URL.fullmatch(url) or _SCP_URL.fullmatch(url)):
         return "must be a remote git URL (https://, http://, ssh://, git:// or user@host:path)"
-    if _SCP_URL.match(url):
+    if _SCP_URL.fullmatch(url):
         user, _, rest = url.partition("@")
         host, _, path = rest.partition(":")
         parts = {"user": user, "host": host, "path": path}
     else:
         split = urlsplit(url)
         parts = {"user": split.username or "", "host": split.hostname or "", "path": split.path.lstrip("/")}
+        try:
+            split.port  # noqa: B018 - raises for a port that isn't one
+        except ValueError:
+            return "must have a port number of at most 65535 after the host, or none"
         if split.password is not None and split.scheme not in ("http", "https"):
             return "may carry a password only in an http(s) URL (ssh authenticates with a key)"
     for what, text in parts.items():
@@ -159,7 +187,7 @@ class Resources(BaseModel):
     def _memory(cls, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
-        if value is not None and not (isinstance(value, str) and _MEMORY.match(value)):
+        if value is not None and not (isinstance(value, str) and _MEMORY.fullmatch(value)):
             raise ValueError("must be a size such as 256m or 1g (bytes, k, m or g)")
         return value
 
@@ -196,7 +224,7 @@ class Config(BaseModel):
 
 
 def _volume_problem(name: str, path: str) -> str | None:
-    if not _VOLUME_NAME.match(name):
+    if not _VOLUME_NAME.fullmatch(name):
         return f"{name!r} is not a volume name (lowercase letters, digits and '-', 1-30 characters)"
     if not isinstance(path, str) or not path.strip() or any(c in path for c in "\0\n"):
         return f"{name}: the path must be a directory path, absolute or relative to the app's root"
@@ -252,10 +280,8 @@ class Manifest(BaseModel):
             return value
         problems = []
         for key, item in value.items():
-            if not isinstance(key, str) or not _ENV_NAME.match(key):
-                problems.append(f"{key!r} is not a valid environment variable name")
-            elif _RESERVED_ENV.match(key):
-                problems.append(f"{key} is set by the platform")
+            if problem := variable_name_problem(key):
+                problems.append(problem)
             elif isinstance(item, dict | list) or item is None:
                 problems.append(f"{key} must be a string, number or boolean")
         if problems:
@@ -321,8 +347,25 @@ def env_str(value: Any) -> str:
 def _field_path(loc: tuple[Any, ...]) -> str:
     path = ""
     for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        if isinstance(part, int):
+            path += f"[{part}]"
+            continue
+        shown = str(part) if str(part).isprintable() else repr(part)  # a key holding a NUL, a newline
+        path += f".{shown}" if path else shown
     return path or "manifest"
+
+
+def _unfit_strings(data: Any, loc: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """(field path, problem) of each string value in ``data`` no process could be given."""
+    if isinstance(data, str):
+        if problem := text_problem(data):
+            yield loc, problem
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            yield from _unfit_strings(value, (*loc, key))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            yield from _unfit_strings(value, (*loc, index))
 
 
 def _message(error: ErrorDetails) -> str:
@@ -343,11 +386,17 @@ def validate(data: Any) -> Manifest:
     """Validate already-parsed data; raise InvalidManifest listing every problem with its path."""
     if not isinstance(data, dict):
         raise InvalidManifest("the manifest must be a mapping of fields (name, runtime, source, …)")
+    # Where a string no process can take is, that is what is wrong with the field.
+    unfit = {_field_path(loc): problem for loc, problem in _unfit_strings(data)}
+    details = [f"{path}: {problem}" for path, problem in unfit.items()]
     try:
-        return Manifest.model_validate(data)
+        manifest = Manifest.model_validate(data)
     except ValidationError as e:
-        details = [f"{_field_path(err['loc'])}: {_message(err)}" for err in e.errors()]
-        raise InvalidManifest(f"invalid manifest: {'; '.join(details)}", details) from None
+        found = ((_field_path(err["loc"]), _message(err)) for err in e.errors())
+        details += [f"{path}: {message}" for path, message in found if path not in unfit]
+    if details:
+        raise InvalidManifest(f"invalid manifest: {'; '.join(details)}", details)
+    return manifest
 
 
 def lenient(data: Any) -> Manifest:

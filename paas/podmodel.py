@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 # Roles
 SYNC, APP, SIDECAR = "sync", "runtime", "sidecar"
@@ -150,3 +152,39 @@ class PodSpec:
     @property
     def published(self) -> list[Port]:
         return [p for c in self.containers for p in c.ports if p.publish]
+
+
+def to_json(spec: PodSpec) -> dict:
+    """``spec`` as plain JSON values (secret files included: for a trusted channel only)."""
+    return asdict(spec)
+
+
+def from_json(data: dict) -> PodSpec:
+    """The pod spec ``to_json`` gave; raises ValueError for anything else."""
+    try:
+        return _decode(PodSpec, data)
+    except (TypeError, KeyError, AttributeError) as e:
+        raise ValueError(f"not a pod spec: {e}") from None
+
+
+def _decode(kind: Any, value: Any) -> Any:
+    """``value`` (JSON) as an instance of the type ``kind``, dataclasses field by field."""
+    if isinstance(kind, type) and is_dataclass(kind):
+        hints = get_type_hints(kind)
+        return kind(**{f.name: _decode(hints[f.name], value[f.name]) for f in fields(kind) if f.name in value})
+    origin, args = get_origin(kind), get_args(kind)
+    if origin in (UnionType, Union):
+        if value is None:
+            return None
+        return _decode(next(a for a in args if a is not type(None)), value)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_decode(args[0], v) for v in value)
+        return tuple(_decode(a, v) for a, v in zip(args, value, strict=True))
+    if origin is dict:
+        return {_decode(args[0], k): _decode(args[1], v) for k, v in value.items()}
+    if kind in (str, int, float, bool) and not isinstance(value, kind):
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        raise TypeError(f"{value!r} is not a {kind.__name__}")
+    return value

@@ -191,8 +191,12 @@ class Reconciler:
     def spec(self, app: App) -> appspec.AppSpec:
         """The app spec of ``app``: its manifest and config resolved against the platform."""
         spec = appspec.resolve(app, self.platform, self.store.config(app.name, app.config))
-        if self.issuer is not None and spec.has(HTTPS):
-            spec = replace(spec, tls=self.issuer.issue((*spec.hosts, "127.0.0.1")))
+        if spec.has(HTTPS):
+            spec = replace(spec, tls_added=self.store.certificate(app.name))
+            if self.issuer is not None:  # for the names it vouches for; an added certificate serves the rest
+                issuer = self.issuer
+                vouched = tuple(n for n in (*spec.hosts, "127.0.0.1") if issuer.vouches_for(n))
+                spec = replace(spec, tls=issuer.issue(vouched))
         return spec
 
     def _deliver(self, spec: PodSpec, pod: PodStatus) -> None:

@@ -14,7 +14,6 @@ plane tells the hook by ``PAAS_TAGS`` on each push, so a changed manifest counts
 from __future__ import annotations
 
 import shutil
-import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -133,7 +132,7 @@ class Repos:
         for name, text in HOOKS.items():
             hook = path / "hooks" / name
             hook.write_text(text)
-            hook.chmod(hook.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+            hook.chmod(0o700)  # run by the control plane alone
 
     def delete(self, app: str) -> None:
         shutil.rmtree(self.path(app), ignore_errors=True)

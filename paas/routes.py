@@ -38,13 +38,15 @@ class Route:
 def build(specs: list[AppSpec], pods: dict[str, PodStatus], address: str, domain: str) -> dict:
     """The table as JSON, from the apps' specs and the reconciler's snapshot of their pods."""
     routes: dict[str, dict] = {}
-    names: dict[str, str] = {}
+    # An app's own NAME.<domain> is its own, even where another app stored before the rules
+    # of `hosts` (paas.hosts) claims it; of other names, the first app to claim one keeps it.
+    names: dict[str, str] = {f"{spec.name}.{domain}": spec.name for spec in specs}
     for spec in specs:
         pod = pods.get(spec.name)
         serving = bool(pod is not None and pod.running and pod.runtime.serving)
         routes[spec.name] = Route(address, spec.port, spec.has(HTTPS), serving).to_json()
         for host in spec.hosts:
-            names.setdefault(host.lower(), spec.name)  # the first app to claim a name keeps it
+            names.setdefault(host.lower(), spec.name)
     return {"version": 1, "domain": domain, "hosts": names, "apps": routes}
 
 

@@ -57,6 +57,11 @@ class Settings:
     domain: str = "localhost"
     router_port: int = 8080
     router_tls_port: int = 8443
+    # The local backend run as root: each app's processes as a uid of its own from this range
+    # (FIRST-LAST), or `off` to run apps as root (they can then read the platform's secrets).
+    app_uids: str = "200000-299999"
+    # The local pod host's socket (`paas up` sets it for its API worker; empty: pods in-process).
+    pod_host: str = ""
     # Room a deploy needs on the data directory (a checkout, a virtualenv, logs): with less
     # free, a push's release fails at once saying so, rather than hanging on a write.
     min_free_mb: int = 64
@@ -87,6 +92,7 @@ class Settings:
         for name in ("router_port", "router_tls_port"):
             if not 0 <= getattr(settings, name) <= 65535:
                 raise InvalidSetting(f"PAAS_{name.upper()}: {getattr(settings, name)} is not a port (0 turns it off)")
+        parse_uids(settings.app_uids)  # a malformed range is one sentence here
         unknown = [name for name in settings.sidecars if name not in sidecars.REGISTRY]
         if unknown:
             raise InvalidSetting(
@@ -105,6 +111,14 @@ class Settings:
         if self.token:
             return self
         return replace(self, token=ensure_token(self.data_dir))
+
+    @property
+    def uids(self) -> range | None:
+        """The uids apps run as on the local backend; None when they run as the control
+        plane's own user (it isn't root, or PAAS_APP_UIDS=off)."""
+        if os.geteuid() != 0:
+            return None
+        return parse_uids(self.app_uids)
 
     @property
     def app_address(self) -> str:
@@ -145,6 +159,20 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
         except ValueError:
             raise InvalidSetting(f"PAAS_{key.upper()}: {value!r} is not a {kind}") from None
     return out
+
+
+def parse_uids(text: str) -> range | None:
+    """``FIRST-LAST`` as a range of uids (None for ``off`` or nothing); raises InvalidSetting."""
+    text = text.strip()
+    if text.lower() in ("", "off", "0", "no", "false"):
+        return None
+    first, dash, last = text.partition("-")
+    if not (dash and first.strip().isdigit() and last.strip().isdigit()):
+        raise InvalidSetting(f"PAAS_APP_UIDS: {text!r} is not a range of uids such as 200000-299999 (or off)")
+    low, high = int(first), int(last)
+    if not 1000 <= low <= high < 2**32 - 1:
+        raise InvalidSetting(f"PAAS_APP_UIDS: {text!r} must lie between 1000 and 4294967294, FIRST <= LAST")
+    return range(low, high + 1)
 
 
 def instance_id(data_dir: Path) -> str:

@@ -45,6 +45,17 @@ CONFIG_DIR = "/workspace/config"
 HTTPS = "https"
 TLS_DIR = "/etc/paas/tls"
 
+
+def _tls_files(app: Any) -> dict[str, dict[str, str]]:
+    """The https sidecar's secret volume: the platform CA's pair, and the added one beside it."""
+    if not app.tls:
+        return {}
+    files = {"tls.crt": app.tls.certificate, "tls.key": app.tls.key}
+    if app.tls_added:
+        files |= {"added.crt": app.tls_added.certificate, "added.key": app.tls_added.key}
+    return {"tls": files}
+
+
 REGISTRY: dict[str, SidecarKind] = {
     TOPZ: SidecarKind(
         name=TOPZ,
@@ -75,7 +86,8 @@ REGISTRY: dict[str, SidecarKind] = {
         image=f"paas-https:{__version__}",
         command=("paas-https",),
         ports=(Port("https", 8443, bind_env="HTTPS_ADDR"),),
-        env={"CERT_FILE": f"{TLS_DIR}/tls.crt", "KEY_FILE": f"{TLS_DIR}/tls.key"},
+        # The platform CA's pair serves by default; an added one ("added.crt") the names it covers.
+        env={"CERT_FILE": f"{TLS_DIR}/tls.crt", "KEY_FILE": f"{TLS_DIR}/tls.key", "CERT_DIR": TLS_DIR},
         mounts=(Mount("tls", TLS_DIR, read_only=True),),
         peers={"PROXY_ADDR": ("runtime", "http")},
         fronts="http",
@@ -84,7 +96,7 @@ REGISTRY: dict[str, SidecarKind] = {
             "HSTS_MAX_AGE": str(app.hsts),
             "HTTPS_REDIRECT_PORT": str(app.redirect_port or ""),
         },
-        secrets=lambda app: {"tls": {"tls.crt": app.tls.certificate, "tls.key": app.tls.key}} if app.tls else {},
+        secrets=_tls_files,
     ),
 }
 

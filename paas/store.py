@@ -13,6 +13,7 @@ from pathlib import Path
 
 from paas import diskspace
 from paas import manifest as manifest_mod
+from paas.ca import KeyPair
 from paas.errors import AppExists, AppNotFound, InvalidManifest, PaasError, PortInUse, RevisionNotFound
 from paas.manifest import Manifest
 
@@ -74,6 +75,16 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE apps ADD COLUMN config INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE apps ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE releases ADD COLUMN config INTEGER NOT NULL DEFAULT 0;
+    """,
+    # The certificate an app's owner added for its names outside the platform's domain
+    # (`paas certs add`): the chain and its key, a secret like the repository password.
+    """
+    CREATE TABLE certificates (
+        app TEXT PRIMARY KEY REFERENCES apps(name) ON DELETE CASCADE,
+        chain TEXT NOT NULL,
+        key TEXT NOT NULL,
+        added REAL NOT NULL
+    );
     """,
 )
 VERSION = len(MIGRATIONS)
@@ -261,13 +272,14 @@ class Store:
         if not deleted:
             raise AppNotFound(f"app {name!r} not found")
 
-    def update_app(self, name: str, manifest: Manifest, port: int) -> App:
-        """Store a changed manifest (and port); raises PortInUse if the port is another app's."""
+    def update_app(self, name: str, manifest: Manifest, port: int, git_password: str) -> App:
+        """Store a changed manifest (and port, and the password of its remote repository, which
+        goes with the manifest's URL: paas.credentials); raises PortInUse if the port is another app's."""
         try:
             with self._locked() as db:
                 db.execute(
-                    "UPDATE apps SET manifest = ?, port = ? WHERE name = ?",
-                    (json.dumps(manifest.to_dict()), port, name),
+                    "UPDATE apps SET manifest = ?, port = ?, git_password = ? WHERE name = ?",
+                    (json.dumps(manifest.to_dict()), port, git_password, name),
                 )
         except sqlite3.IntegrityError:
             raise PortInUse(f"port {port} is already used by another app") from None
@@ -303,6 +315,26 @@ class Store:
 
     def used_ports(self) -> set[int]:
         return {row["port"] for row in self._query("SELECT port FROM apps")}
+
+    # the certificate added for an app's own names
+
+    def certificate(self, app: str) -> KeyPair | None:
+        rows = self._query("SELECT chain, key FROM certificates WHERE app = ?", (app,))
+        return KeyPair(rows[0]["chain"], rows[0]["key"]) if rows else None
+
+    def set_certificate(self, app: str, pair: KeyPair) -> None:
+        """Store ``pair`` as the app's added certificate, replacing the one before."""
+        with self._locked() as db:
+            db.execute(
+                "INSERT INTO certificates VALUES (?,?,?,?)"
+                " ON CONFLICT (app) DO UPDATE SET chain = excluded.chain, key = excluded.key, added = excluded.added",
+                (app, pair.certificate, pair.key, time.time()),
+            )
+
+    def remove_certificate(self, app: str) -> bool:
+        """Forget the app's added certificate; False when it had none."""
+        with self._locked() as db:
+            return db.execute("DELETE FROM certificates WHERE app = ?", (app,)).rowcount > 0
 
     # releases
 

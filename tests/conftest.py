@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gitsync_harness import git_daemon, git_server, remote, start_sidecar, upstream  # noqa: F401 - fixtures
-from helpers import ControlPlane, docker_control_plane_in, processes_under, wait_for
+from helpers import APPS_ROOT, ControlPlane, docker_control_plane_in, processes_under, wait_for
 from kube_harness import kube_cluster, kube_control_plane, kubernetes_problem  # noqa: F401 - fixtures
 from paas.server import create_app
 
@@ -16,6 +17,11 @@ TOKEN = "test-token-123"
 # ports instead (helpers.ControlPlane), and any other `paas up` a test runs has none.
 os.environ.setdefault("PAAS_ROUTER_PORT", "0")
 os.environ.setdefault("PAAS_ROUTER_TLS_PORT", "0")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The control planes' data directories (helpers.passable) go with the run."""
+    shutil.rmtree(APPS_ROOT, ignore_errors=True)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -110,14 +111,18 @@ class ControlPlane:
     ) -> None:
         """``cache``: a dependency cache shared with other control planes of the run (the local
         backend's venvs and node_modules), so each doesn't pay for the same pip install."""
-        self.data_dir, self.token, self.port, self.backend = data_dir, token, free_port(), backend
+        self.data_dir, self.token, self.port, self.backend = passable(data_dir), token, free_port(), backend
+        self.uids = range(300000 + self.port * 100, 300000 + self.port * 100 + 100)
         self.cache = cache
         self.url = f"http://127.0.0.1:{self.port}"
         # Its router on free ports too (the suite turns the router off for other `paas up`s).
         self.router_port, self.router_tls_port = free_port(), free_port()
-        self.env = os.environ | {"PAAS_TOKEN": token, "PAAS_CONFIG": str(config), "PAAS_DATA": str(data_dir),
+        self.env = os.environ | {"PAAS_TOKEN": token, "PAAS_CONFIG": str(config), "PAAS_DATA": str(self.data_dir),
                                  "PAAS_ROUTER_PORT": str(self.router_port),
-                                 "PAAS_ROUTER_TLS_PORT": str(self.router_tls_port)}
+                                 "PAAS_ROUTER_TLS_PORT": str(self.router_tls_port),
+                                 # Run as root, its apps get uids of their own: a range per
+                                 # control plane, so two of one run never share a uid.
+                                 "PAAS_APP_UIDS": f"{self.uids.start}-{self.uids.stop - 1}"}
         self.proc: subprocess.Popen | None = None
         self.log = data_dir.parent / f"paas-up-{self.port}.log"
 
@@ -179,6 +184,27 @@ class ControlPlane:
         """Return once ``count`` more reconciler passes have run."""
         target = self.passes() + count
         wait_for(lambda: self.passes() >= target, 30, 0.05, f"{count} reconciler passes")
+
+
+def passable(data_dir: Path) -> Path:
+    """Where a control plane of the suite keeps its data: run as root, the local backend runs
+    apps as other uids, which must pass through every directory above their pods — and
+    pytest's temporary directories are private (every pytest session makes them 0700 again).
+    So the data lives under a directory of the run's own (``APPS_ROOT``, 0711: nothing in it
+    can be listed), and ``data_dir`` becomes a link to it (what it held moves along)."""
+    if os.geteuid() != 0 or data_dir.is_symlink():
+        return data_dir.resolve()
+    APPS_ROOT.mkdir(mode=0o711, parents=True, exist_ok=True)
+    real = Path(tempfile.mkdtemp(prefix=f"{data_dir.parent.name}-", dir=APPS_ROOT))
+    if data_dir.exists():
+        real.rmdir()
+        shutil.move(data_dir, real)
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    data_dir.symlink_to(real, target_is_directory=True)
+    return real
+
+
+APPS_ROOT = Path(tempfile.gettempdir()) / f"paas-tests-{os.getpid()}"
 
 
 @contextmanager

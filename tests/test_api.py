@@ -237,6 +237,134 @@ def test_listing_apps_reads_the_reconcilers_snapshot_not_the_backend(app, client
     assert len(calls) == 1
 
 
+# -- a repository password stays with the origin it was given for ---------------------------
+
+ORIGIN = "https://alice@git.example.com/me/app.git"
+
+
+def stored_password(app, name: str) -> str:
+    return app.extensions["paas"].store.get_app(name).git_password
+
+
+def remote(repo: str, name: str = "moving") -> str:
+    return json.dumps({"name": name, "source": {"repo": repo}})
+
+
+@pytest.mark.parametrize("repo", [
+    "https://alice@evil.example.com/me/app.git",  # another host
+    "https://alice@git.example.com:8443/me/app.git",  # another port
+    "http://alice@git.example.com/me/app.git",  # another scheme
+    "https://mallory@git.example.com/me/app.git",  # another user
+    "https://git.example.com/me/app.git",  # no user
+    "ssh://alice@git.example.com/me/app.git",
+])
+def test_a_stored_password_does_not_follow_the_url_to_another_origin(app, client, auth, repo):
+    assert create(client, auth, remote(ORIGIN.replace("alice@", "alice:s3cret@")), "application/json").status_code == 201
+    before = client.get("/api/v1/apps/moving", headers=auth).get_json()["manifest"]
+    answer = client.put("/api/v1/apps/moving", data=remote(repo), headers=auth | {"Content-Type": "application/json"})
+    assert answer.status_code == 400
+    error = answer.get_json()
+    assert error["error"].startswith("source.repo: the stored repository password is for https://alice@git.example.com:443 "
+                                     "and is not sent to ")
+    assert error["details"] == [error["error"]] and "s3cret" not in answer.text
+    assert client.get("/api/v1/apps/moving", headers=auth).get_json()["manifest"] == before
+    assert stored_password(app, "moving") == "s3cret"
+
+
+def test_a_password_is_kept_on_its_origin_replaced_by_a_new_one_and_dropped_when_asked(app, client, auth):
+    json_type = auth | {"Content-Type": "application/json"}
+    assert create(client, auth, remote(ORIGIN.replace("alice@", "alice:s3cret@")), "application/json").status_code == 201
+    # Another repository of the same origin keeps it (the path is no part of the origin).
+    same = client.put("/api/v1/apps/moving", data=remote(ORIGIN.replace("app.git", "other.git")), headers=json_type)
+    assert same.status_code == 200 and [c["field"] for c in same.get_json()["changes"]] == ["source.repo"]
+    assert stored_password(app, "moving") == "s3cret"
+    # Another origin with its own password, in the URL or percent-encoded in the header.
+    elsewhere = "https://bob@elsewhere.example/me/app.git"
+    moved = client.put("/api/v1/apps/moving", data=remote(elsewhere.replace("bob@", "bob:two@")), headers=json_type)
+    assert moved.status_code == 200
+    assert {"field": "source.password", "old": "***", "new": "*** (new)"} in moved.get_json()["changes"]
+    assert stored_password(app, "moving") == "two"
+    again = client.put("/api/v1/apps/moving", data=remote(ORIGIN),
+                       headers=json_type | {"Paas-Repository-Password": "th%C3%AErd"})
+    assert again.status_code == 200 and stored_password(app, "moving") == "thîrd"
+    # An empty one drops it: the only way to take a password to nowhere.
+    dropped = client.put("/api/v1/apps/moving", data=remote(elsewhere), headers=json_type | {"Paas-Repository-Password": ""})
+    assert dropped.status_code == 200 and stored_password(app, "moving") == ""
+    assert {"field": "source.password", "old": "***", "new": None} in dropped.get_json()["changes"]
+
+
+@pytest.mark.parametrize(("body", "header", "problem"), [
+    (MANIFEST, "pw", "a repository password is for a source.repo, and this manifest has none (the app is deployed by push)"),
+    (remote("https://a:pw@h.example/r.git"), "pw", "give the repository password once: in source.repo or with --password-file, not both"),
+    (remote("ssh://git@h.example/r.git"), "pw", "source.repo: only an http(s) repository takes a password (ssh authenticates with a key)"),
+    (remote("https://a@h.example/r.git"), "line%0Abreak", "Paas-Repository-Password: a password holds no control characters (a newline, a NUL)"),
+    (remote("https://a@h.example/r.git"), "%FF", "Paas-Repository-Password: not a percent-encoded UTF-8 password"),
+])
+def test_a_password_given_apart_that_cant_be_used_is_refused(client, auth, body, header, problem):
+    answer = client.post("/api/v1/apps", data=body, headers=auth | {"Paas-Repository-Password": header})
+    assert answer.status_code == 400 and answer.get_json()["error"] == problem
+    assert names(client, auth) == []
+
+
+# -- bytes no process can take -----------------------------------------------------------------
+
+@pytest.mark.parametrize(("body", "details"), [
+    ('name: nul\nenv: {GREETING: "hi\\0there"}\n',
+     ["env.GREETING: holds a NUL byte, which an environment variable or a command line can't hold"]),
+    ('{"name": "sur", "env": {"A": "\\ud800"}}', ["env.A: is not valid UTF-8 (it holds an unpaired surrogate)"]),
+    ('name: keys\nenv: {"A=B": 1, "C\\0": 2, "D\\n": 3}\n', [
+        "env: 'A=B' is not a valid environment variable name; 'C\\x00' is not a valid environment variable name; "
+        "'D\\n' is not a valid environment variable name"]),
+    ('name: cmd\nrun: "python\\0 x"\nhealthcheck: {path: "/\\0"}\nsource: {repo: "https://h.example/r\\0"}\n', [
+        "run: holds a NUL byte, which an environment variable or a command line can't hold",
+        "healthcheck.path: holds a NUL byte, which an environment variable or a command line can't hold",
+        "source.repo: holds a NUL byte, which an environment variable or a command line can't hold"]),
+    ('name: nl\nsource: {repo: "https://h.example/r.git\\n"}\n',
+     ["source.repo: must be a remote git URL (https://, http://, ssh://, git:// or user@host:path)"]),
+])
+def test_a_manifest_string_no_process_can_take_is_refused_with_its_field(client, auth, body, details):
+    answer = create(client, auth, body, "application/json" if body.startswith("{") else "application/yaml")
+    assert answer.status_code == 400 and answer.get_json()["details"] == details
+    assert names(client, auth) == []
+
+
+# -- host names an app may not claim ----------------------------------------------------------
+
+@pytest.fixture
+def domain_client(tmp_path):
+    from paas.server import create_app
+
+    flask_app = create_app({"data_dir": tmp_path / "data", "token": "test-token-123", "domain": "apps.example.com",
+                            "internal_url": "http://paas.example.net:8000"}, start=False)
+    yield flask_app.test_client()
+    flask_app.extensions["paas"].close()
+
+
+def test_hosts_that_are_someone_elses_are_refused_all_at_once(domain_client, auth):
+    claims = ["hello.apps.example.com", "www.hello.apps.example.com", "localhost", "hello.localhost", "127.0.0.1",
+              "10.1", "future.apps.example.com", "apps.example.com", "paas.example.net", "hello.example.org"]
+    answer = create(domain_client, auth, json.dumps({"name": "hello", "hosts": claims}), "application/json")
+    assert answer.status_code == 400
+    assert answer.get_json()["details"] == [
+        "hosts[2]: localhost is under localhost, which is every machine's own name; the app is served at hello.apps.example.com",
+        "hosts[3]: hello.localhost is under localhost, which is every machine's own name; the app is served at hello.apps.example.com",
+        "hosts[4]: 127.0.0.1 is an IP address, not a host name: the router serves apps by host name",
+        "hosts[5]: 10.1 is an IP address, not a host name: the router serves apps by host name",
+        "hosts[6]: future.apps.example.com is the app future's name (every app NAME is served at NAME.apps.example.com); "
+        "the app is served at hello.apps.example.com",
+        "hosts[7]: apps.example.com is the platform's own name",
+        "hosts[8]: paas.example.net is the platform's own name",
+    ]
+    assert names(domain_client, auth) == []
+    fine = [claims[0], claims[1], claims[-1]]
+    assert create(domain_client, auth, json.dumps({"name": "hello", "hosts": fine}), "application/json").status_code == 201
+    taken = domain_client.put("/api/v1/apps/hello", data=json.dumps({"name": "hello", "hosts": ["0x7f.1"]}),
+                              headers=auth | {"Content-Type": "application/json"})
+    assert taken.status_code == 400 and taken.get_json()["details"] == [
+        "hosts[0]: 0x7f.1 is an IP address, not a host name: the router serves apps by host name"]
+    assert domain_client.get("/api/v1/apps/hello", headers=auth).get_json()["manifest"]["hosts"] == fine
+
+
 def test_a_full_data_directory_is_a_507_in_one_sentence_and_keeps_what_was_stored(tmp_path, auth):
     from paas.server import create_app
 

@@ -211,3 +211,51 @@ def test_delete_on_a_terminal_asks_for_the_name(control_plane):
     code, output = on_a_terminal("typed")
     assert code == 0 and "deleted typed" in output
     assert control_plane.api("GET", "/apps/typed").status_code == 404
+
+
+@pytest.mark.parametrize(("line", "shown"), [
+    ("before\x1b]0;pwned\x07middle\x1b[2Jafter", "beforemiddleafter"),  # OSC 0 (the window title), CSI 2J (clear)
+    ("\x1b[1;31merror\x1b[0m: \x1b[38;2;255;0;0mred", "error: red"),  # colours, 24-bit too
+    ("link \x1b]8;;https://example.com\x1b\\here\x1b]8;;\x1b\\", "link here"),  # OSC 8 ended by ST
+    ("\x1bP+q544e\x1b\\ask \x1b_apc\x1b\\\x1b^pm\x1b\\ \x1bXsos\x1b\\done", "ask  done"),  # DCS (a query), APC, PM, SOS
+    ("\x9b2J\x9d0;title\x9c8-bit", "8-bit"),  # C1 forms of CSI, OSC and ST
+    ("reset\x1bc \x1b7saved\x1b8 \x1b(B\x1b#8", "reset saved "),  # RIS, DECSC/DECRC, charset, DECALN
+    ("bell\x07 back\x08space\r cr\x00nul\x7fdel\x85nel\x1b", "bell backspace crnuldelnel"),
+    ("tabs\tstay, and so does ünïcødé ✓", "tabs\tstay, and so does ünïcødé ✓"),
+    ("\x1b]0;never ended", ""),
+])
+def test_terminal_escape_sequences_and_controls_are_stripped(line, shown):
+    from paas import terminal
+
+    assert terminal.clean(line) == shown
+
+
+def test_logs_strip_what_the_app_prints_for_the_terminal_unless_raw(control_plane, tmp_path):
+    from helpers import git, stdlib_app, stdlib_manifest, wait_for
+
+    repo = stdlib_app(tmp_path / "noisy", "one")
+    server = repo / "server.py"
+    noise = '\nprint("before\\x1b]0;pwned\\x07middle\\x1b[2Jafter", flush=True)\n\n\nclass Handler'
+    server.write_text(server.read_text().replace("\nclass Handler", noise, 1))
+    git("commit", "-q", "-am", "noisy", cwd=repo)
+    control_plane.create(stdlib_manifest("noisy"))
+    control_plane.push(repo, "noisy")
+    raw_line = "before\x1b]0;pwned\x07middle\x1b[2Jafter"
+    wait_for(lambda: raw_line in control_plane.api("GET", "/apps/noisy/logs").text, 30, what="the app's line in its logs")
+    shown = control_plane.cli("logs", "noisy")
+    assert shown.returncode == 0, shown.stderr
+    assert [line for line in shown.stdout.splitlines() if "before" in line][0].endswith("| beforemiddleafter")
+    assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout and "pwned" not in shown.stdout
+    raw = control_plane.cli("logs", "noisy", "--raw")
+    assert raw.returncode == 0 and f"| {raw_line}\n" in raw.stdout
+    assert control_plane.api("DELETE", "/apps/noisy").status_code == 200
+
+
+def test_create_takes_the_repository_password_from_a_file(run, tmp_path, control_plane):
+    (tmp_path / "pw").write_text("from-a-file\n")
+    text = 'name: pw-file\nsource: {repo: "https://bob@git.example.invalid/r.git"}\n'
+    created = run("--json", "create", "-f", manifest(tmp_path, text), "--password-file", str(tmp_path / "pw"))
+    assert created.exit_code == 0, created.output
+    assert json.loads(created.output)["manifest"]["source"]["repo"] == "https://bob:***@git.example.invalid/r.git"
+    assert "from-a-file" not in created.output
+    assert run("delete", "pw-file", "--yes").exit_code == 0

@@ -20,6 +20,7 @@ from helpers import (
     get_text,
     git,
     head_of,
+    passable,
     set_text,
     small_disk,
     stdlib_app,
@@ -39,8 +40,8 @@ LARGE = b"paas " * (8 * 1024 * 1024)
 def disk(tmp_path_factory: pytest.TempPathFactory, deps_cache: Path) -> Iterator[tuple[ControlPlane, Path]]:
     """`paas up` on a 64 MB data directory of its own (the dependency cache lives elsewhere)."""
     base = tmp_path_factory.mktemp("disk")
-    with small_disk(base / "data", 64) as data:
-        cp = ControlPlane(data, base / "cli-config", cache=deps_cache)
+    with small_disk(passable(base / "data"), 64) as data:
+        cp = ControlPlane(base / "data", base / "cli-config", cache=deps_cache)
         cp.env = cp.env | {"PAAS_MIN_FREE_MB": str(MIN_FREE_MB)}
         cp.start()
         try:
@@ -167,8 +168,8 @@ def test_a_checkout_larger_than_the_room_left_fails_the_push_at_once(disk, tmp_p
 def signalled(tmp_path: Path, deps_cache: Path) -> Iterator[tuple[ControlPlane, Path]]:
     """`paas up` on a 64 MB data directory telling git-sync of a push by its signal (as
     upstream's is), so a release it can't fetch stays pending, as in the probe."""
-    with small_disk(tmp_path / "data", 64) as data:
-        cp = ControlPlane(data, tmp_path / "cli-config", cache=deps_cache)
+    with small_disk(passable(tmp_path / "data"), 64) as data:
+        cp = ControlPlane(tmp_path / "data", tmp_path / "cli-config", cache=deps_cache)
         cp.env = cp.env | {"PAAS_MIN_FREE_MB": str(MIN_FREE_MB), "PAAS_SYNC_TRIGGER": "signal"}
         cp.start()
         try:

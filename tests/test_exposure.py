@@ -4,8 +4,10 @@ git-sync as a file only, and appear in no API answer, event, log or process envi
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
 import socket
 import subprocess
 from pathlib import Path
@@ -14,7 +16,7 @@ import docker
 import pytest
 
 from gitserver import GitServer, Upstream
-from helpers import SAMPLES, get_text, git, sample_repo, stdlib_app, stdlib_manifest, wait_for
+from helpers import SAMPLES, get_text, git, sample_repo, set_text, stdlib_app, stdlib_manifest, wait_for
 
 pytestmark = pytest.mark.slow
 PASSWORD = "s3cret-Pa55word"
@@ -107,8 +109,9 @@ def test_a_hosted_apps_deploy_token_is_a_file_for_git_sync_only(control_plane, t
     cp.push(repo, "tokenfile")
     secret = cp.data_dir / "pods" / "tokenfile" / "secrets" / "git-password"
     token = secret.read_text()
-    assert len(token) > 20 and (secret.stat().st_mode & 0o777) == 0o600
-    assert (secret.parent.stat().st_mode & 0o777) == 0o700
+    # Read-only for its pod's user alone (an app's own uid when paas up runs as root).
+    assert len(token) > 20 and (secret.stat().st_mode & 0o777) == 0o400
+    assert (secret.parent.stat().st_mode & 0o777) == (0o500 if os.geteuid() == 0 else 0o700)
     for pid in pod_processes(cp, "tokenfile"):
         seen = Path(f"/proc/{pid}/environ").read_bytes() + Path(f"/proc/{pid}/cmdline").read_bytes()
         assert token.encode() not in seen, f"pid {pid} holds the deploy token"
@@ -131,6 +134,92 @@ def test_a_repository_password_is_kept_apart_used_and_never_shown(control_plane,
             assert PASSWORD.encode() not in seen
         assert (cp.data_dir / "pods" / "private" / "secrets" / "git-password").read_text() == PASSWORD
         assert cp.api("DELETE", "/apps/private").status_code == 200
+
+
+def received_passwords(server: GitServer) -> set[str]:
+    """Every password a git server was sent (HTTP basic), as its log of requests holds them."""
+    found = set()
+    for headers in server.request_headers:
+        scheme, _, encoded = headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "basic":
+            found.add(base64.b64decode(encoded).decode().partition(":")[2])
+    return found
+
+
+def test_a_repository_password_never_follows_the_url_to_another_host(control_plane, tmp_path):
+    cp = control_plane
+    other = "0ther-h0st-pa55"
+    with GitServer(tmp_path / "first", username="bob", password=PASSWORD) as first, \
+            GitServer(tmp_path / "second", username="bob", password=other, host="127.0.0.2") as second:
+        Upstream(first, "moving", tmp_path / "work-first").commit("<p>from the first host</p>")
+        moved = Upstream(second, "moving", tmp_path / "work-second")
+        moved.commit("<p>from the second host</p>")
+        repo = f"http://bob:{PASSWORD}@127.0.0.1:{first.port}/moving.git"
+        app = cp.create(f'name: moving\nruntime: static\nsource: {{repo: "{repo}", period: 1}}\n')
+        wait_for(lambda: "first host" in (get_text(app["url"]) or ""), 60, 0.1, "synced from the first host")
+
+        # The same user on another host: refused in one sentence, nothing stored, nothing sent there.
+        manifest = tmp_path / "moved.yaml"
+        manifest.write_text(f'name: moving\nruntime: static\nsource: {{repo: "{moved.url.replace("http://", "http://bob@")}", period: 1}}\n')
+        refused = cp.cli("apply", "-f", str(manifest))
+        assert refused.returncode == 1
+        assert refused.stderr == (
+            f"error: source.repo: the stored repository password is for http://bob@127.0.0.1:{first.port} and is "
+            f"not sent to http://bob@127.0.0.2:{second.port}: give that repository's password "
+            "(https://USER:PASSWORD@HOST/… or `paas apply --password-file FILE`), or an empty --password-file to "
+            "apply without one\n")
+        assert cp.api("GET", "/apps/moving").json()["manifest"]["source"]["repo"] == repo.replace(PASSWORD, "***")
+        cp.after_passes(3)
+        assert "first host" in (get_text(app["url"]) or "")
+
+        # With the second host's own password (a file), the app moves, and the first password stays home.
+        password_file = tmp_path / "second-password"
+        password_file.write_text(other + "\n")
+        applied = cp.cli("apply", "-f", str(manifest), "--password-file", str(password_file))
+        assert applied.returncode == 0, applied.stderr
+        assert "  source.password: *** -> *** (new)" in applied.stdout.splitlines()
+        wait_for(lambda: "second host" in (get_text(app["url"]) or ""), 60, 0.1, "synced from the second host")
+        assert received_passwords(second) == {other}
+        assert PASSWORD in received_passwords(first)  # the log is real: the first host got its own
+        assert (cp.data_dir / "pods" / "moving" / "secrets" / "git-password").read_text() == other
+        shown = everything_shown(cp, "moving") + applied.stdout + applied.stderr
+        assert PASSWORD not in shown and other not in shown
+        assert cp.api("DELETE", "/apps/moving").status_code == 200
+
+
+def test_a_requirements_link_out_of_the_app_fails_the_push_and_shows_nothing_of_its_target(control_plane, tmp_path):
+    """A repository's `requirements.txt -> $PAAS_DATA/token` printed the admin token in the
+    push (pip quoting the line it could not parse), the release, the API and the console."""
+    cp = control_plane
+    secret = cp.data_dir / "probe-secret"
+    token = "=secret-" + secrets.token_hex(12)  # no requirement pip could take: it would quote it
+    secret.write_text(token + "\n")
+    repo = stdlib_app(tmp_path / "linked", "one")
+    app = cp.create(stdlib_manifest("linked"))
+    cp.push(repo, "linked")
+    (repo / "requirements.txt").unlink()
+    (repo / "requirements.txt").symlink_to(secret)
+    set_text(repo, "two")
+    pushed = cp.push(repo, "linked", check=False)
+    assert pushed.returncode != 0
+    sentence = (f"requirements.txt is a symlink to a path outside the app ({secret}): commit the file itself, "
+                "or a link to a file inside the repository")
+    assert f"remote: paas: failed: {sentence}" in [line.rstrip() for line in pushed.stderr.splitlines()]
+    failed = cp.api("GET", "/apps/linked/releases").json()["releases"][0]
+    assert (failed["number"], failed["status"], failed["reason"]) == (2, "failed", sentence)
+    assert token not in pushed.stdout + pushed.stderr + everything_shown(cp, "linked")
+    assert get_text(app["url"]) == "one"  # the previous release keeps serving
+
+    # A link that stays inside the repository is fine.
+    (repo / "deps").mkdir()
+    (repo / "deps" / "requirements.txt").write_text("")
+    (repo / "requirements.txt").unlink()
+    (repo / "requirements.txt").symlink_to("deps/requirements.txt")
+    git("add", "-A", cwd=repo)
+    set_text(repo, "three")
+    assert "live" in cp.push(repo, "linked").stderr
+    assert get_text(app["url"]) == "three"
+    assert cp.api("DELETE", "/apps/linked").status_code == 200
 
 
 @pytest.mark.docker

@@ -202,8 +202,27 @@ def test_the_https_sidecar_gets_its_certificate_from_a_secret(client, auth):
     ca = x509.load_pem_x509_certificate(client.get("/api/v1/ca").get_data())
     cert.verify_directly_issued_by(ca)  # raises unless the platform CA signed it
     names = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
-    assert "vault.example.com" in names.get_values_for_type(x509.DNSName)
+    # The platform CA vouches for the platform's names only; vault.example.com is its owner's to add.
+    assert names.get_values_for_type(x509.DNSName) == ["vault.localhost"]
     pod = deployment["spec"]["template"]["spec"]
     https = next(c for c in pod.get("initContainers", []) + pod["containers"] if c["name"] == "https")
     assert {"name": "tls", "mountPath": "/etc/paas/tls", "readOnly": True} in https["volumeMounts"]
     assert {"name": "tls", "secret": {"secretName": "vault-tls", "defaultMode": 288}} in pod["volumes"]
+    assert {"name": "CERT_DIR", "value": "/etc/paas/tls"} in https["env"]
+
+
+def test_an_added_certificate_rides_in_the_tls_secret_beside_the_platform_cas(client, auth):
+    from tls_harness import make_ca, make_leaf
+
+    created = client.post("/api/v1/apps", data="name: vault\nruntime: python\nsidecars: [https]\nhosts: [vault.example.com]\n",
+                          headers=auth | {"Content-Type": "application/yaml"})
+    assert created.status_code == 201, created.get_json()
+    leaf = make_leaf(make_ca("Vault CA"), ["vault.example.com"])
+    added = client.put("/api/v1/apps/vault/certs", headers=auth, json={"certificate": leaf.cert_pem, "key": leaf.key_pem})
+    assert added.status_code == 200, added.get_json()
+    objects = by_kind(yaml.safe_load(client.get("/api/v1/apps/vault/export", headers=auth).get_data(as_text=True))["items"])
+    [tls] = [s for s in objects["Secret"] if s["metadata"]["name"] == "vault-tls"]
+    files = {k: base64.b64decode(v).decode() for k, v in tls["data"].items()}
+    assert sorted(files) == ["added.crt", "added.key", "tls.crt", "tls.key"]
+    assert (files["added.crt"], files["added.key"]) == (leaf.cert_pem, leaf.key_pem)
+    assert "PRIVATE KEY" not in json.dumps(objects["Deployment"])

@@ -87,6 +87,28 @@ def test_bad_config_is_refused_and_changes_nothing(app, changes, problem):
     assert cp.api("GET", f"/apps/{name}/config").json()["version"] == 0
 
 
+def test_bytes_an_environment_cant_hold_are_refused_with_the_name_and_change_nothing(app, tmp_path):
+    cp, make = app
+    name, url, _ = make("env: {GREETING: from-manifest}\n")
+    nul = "holds a NUL byte, which an environment variable or a command line can't hold"
+    for changes, problems in [
+        ({"GREETING": "hi\x00there"}, [f"GREETING: its value {nul}"]),
+        ({"A=B": "x", "C\x00D": "y", "E\n": "z"}, [f"{n!r} is not a valid environment variable name" for n in ("A=B", "C\x00D", "E\n")]),
+        ({"OK": "fine", "BAD": "\ud800"}, ["BAD: its value is not valid UTF-8 (it holds an unpaired surrogate)"]),
+    ]:
+        answer = cp.api("PUT", f"/apps/{name}/config", json=changes)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["details"] == problems
+    assert cp.api("GET", f"/apps/{name}/config").json()["version"] == 0
+    assert [r["message"] for r in cp.api("GET", f"/apps/{name}/releases").json()["releases"]] == ["one"]
+    # The manifest's env the same way, by its field path.
+    (tmp_path / "nul.yaml").write_text(manifest(name, 'env: {GREETING: "from\\0manifest"}\n'))
+    applied = cp.cli("apply", "-f", str(tmp_path / "nul.yaml"))
+    assert (applied.returncode, applied.stderr) == (1, f"error: invalid manifest: env.GREETING: {nul}\n")
+    assert cp.api("GET", f"/apps/{name}").json()["manifest"]["env"] == {"GREETING": "from-manifest"}
+    assert seen(url)["env"] == "from-manifest"  # it serves on as it did
+
+
 def test_config_overrides_the_manifests_env(app):
     cp, make = app
     name, url, _ = make("env: {GREETING: from-manifest}\n")

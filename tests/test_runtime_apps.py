@@ -286,3 +286,54 @@ def test_a_revision_of_no_known_runtime_fails_and_the_old_one_keeps_serving(star
     assert state["events"][-1]["event"] == "failed"
     assert get(runtime.port) == (200, "still here")
     wait_for(lambda: "cannot tell the runtime" in runtime.log(), 5, what="the reason in the log")
+
+
+SECRET = "=platform-secret-7d41c0"  # in a file outside the revision: no revision's build may show it
+
+
+@pytest.mark.parametrize(("name", "files"), [
+    ("requirements.txt", {"app.py": "app = None\n"}),  # pip quoted the line it could not parse
+    ("pyproject.toml", {"app.py": "app = None\n"}),
+    ("package.json", {"server.js": NODE_APP.format(text="x")}),
+    ("package-lock.json", {"package.json": NODE_PACKAGE, "server.js": NODE_APP.format(text="x")}),
+    ("Procfile", {"index.html": "x"}),
+])
+def test_a_file_the_build_reads_may_not_link_out_of_the_revision(start, workspace, tmp_path, name, files):
+    secret = tmp_path / "secret"
+    secret.write_text(SECRET + "\n")
+    workspace.publish(workspace.write({"index.html": "still here"}))
+    runtime = start()
+    runtime.wait_for_text("still here", timeout=30)
+
+    linked = workspace.write(files)
+    (workspace.root / ".worktrees" / linked / name).symlink_to(secret)
+    workspace.publish(linked)
+    state = runtime.wait_for_state(status="failed", timeout=60)
+    assert state["failed"]["revision"] == linked
+    assert state["failed"]["reason"] == (f"{name} is a symlink to a path outside the app ({secret}): commit the file "
+                                         "itself, or a link to a file inside the repository")
+    assert SECRET not in json.dumps(runtime.state()) and SECRET not in runtime.log()
+    assert get(runtime.port) == (200, "still here")
+
+
+def test_the_static_runtime_serves_nothing_through_a_link_out_of_the_revision(start, workspace, tmp_path):
+    secret = tmp_path / "secret.html"
+    secret.write_text("<p>platform secret</p>")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "index.html").write_text("<p>outside index</p>")
+    revision = workspace.write({"index.html": "<h1>home</h1>", "real/page.html": "<p>inside</p>", "docs/.keep": ""})
+    tree = workspace.root / ".worktrees" / revision
+    (tree / "secret.html").symlink_to(secret)  # a file out
+    (tree / "out").symlink_to(tmp_path / "outside")  # a directory out
+    (tree / "docs" / "index.html").symlink_to(secret)  # a directory's index out
+    (tree / "404.html").symlink_to(secret)  # the not-found page out
+    (tree / "alias.html").symlink_to("real/page.html")  # links inside keep working
+    (tree / "inner").symlink_to("real")
+    workspace.publish(revision)
+    runtime = start(PAAS_RUNTIME="static")
+    runtime.wait_for_text("<h1>home</h1>", timeout=30)
+    for path in ("/secret.html", "/out/", "/out/index.html", "/docs/", "/nope.html"):
+        status, body = get(runtime.port, path)
+        assert status == 404 and "secret" not in body and "outside" not in body, (path, status, body)
+    assert get(runtime.port, "/alias.html") == (200, "<p>inside</p>")
+    assert get(runtime.port, "/inner/page.html") == (200, "<p>inside</p>")

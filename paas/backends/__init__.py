@@ -9,10 +9,16 @@ from paas.settings import Settings, instance_id
 
 
 def make_backend(settings: Settings) -> Backend:
-    if settings.backend == "local":
+    if settings.backend == "local" and settings.pod_host:
+        from pathlib import Path
+
+        from paas.backends.podhost import PodHostClient
+
+        return PodHostClient(Path(settings.pod_host), settings.data_dir)
+    if settings.backend == "local":  # pods in this process (tests, and the pod host itself)
         from paas.backends.local import LocalBackend
 
-        return LocalBackend(settings.data_dir, settings.app_address)
+        return LocalBackend(settings.data_dir, settings.app_address, settings.uids)
     if settings.backend == "docker":
         from paas.backends.docker.pods import DockerBackend
 

@@ -74,6 +74,12 @@ class PodStatus:
     def to_json(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "runtime"}
 
+    @classmethod
+    def from_json(cls, data: dict) -> PodStatus:
+        """The status ``to_json`` gave (from the pod host)."""
+        containers = [ContainerStatus(**c) for c in data.get("containers", [])]
+        return cls(data["app"], data["digest"], containers, data.get("statuses", {}), data.get("reports", {}))
+
 
 class Backend(Protocol):
     name: str

@@ -10,10 +10,22 @@ whatever a killed predecessor on the same data directory left running.
 One thread (the "kubelet") starts every process, so that each child can ask the kernel to
 SIGTERM it when that thread's process dies (PR_SET_PDEATHSIG is tied to the creating thread).
 Crashed processes come back with exponential backoff.
+
+Run by the pod host (`paas.backends.podhost`), the backend is also the pods' *child
+subreaper*: a process whose parent exits is re-parented to it rather than to init, and is
+stopped. A container's processes are a tree under its main process; one that leaves the tree
+(`setsid` and a cleared environment included, which escape the process group and the marker)
+is caught when its parent exits, so a stopped pod leaves nothing behind. A process group or a
+marker can be left by a process; re-parenting can't. (Cgroups would say the same, but need
+root or a delegated hierarchy, which the ordinary user `paas up` often runs as doesn't have.)
+
+With ``uids`` (the pod host runs as root), each app's processes run as a uid of their own,
+owning their pod's workspace, volumes, home and cache, none of the control plane's files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -29,6 +41,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from paas.backends.appuids import AppUids
 from paas.backends.base import ContainerStatus, PodStatus, read_status
 from paas.backends.logfiles import LogWriter, follow_logs
 from paas.backends.logfiles import now as _now
@@ -39,7 +52,8 @@ BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 30.0
 STOP_GRACE = 5.0
 MARKER = "PAAS_LOCAL_POD"
 _libc = ctypes.CDLL(None, use_errno=True)
-_PR_SET_PDEATHSIG = 1
+_PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER = 1, 36
+ORPHAN_WAIT = 3.0  # how long stopping a pod waits for what its processes left to be re-parented
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -56,6 +70,7 @@ class _Process:
     cwd: Path
     log: Path
     marker: str
+    user: int | None = None  # the app's uid (None: the pod host's own)
     proc: subprocess.Popen | None = None
     started: float | None = None
     restarts: int = 0
@@ -80,6 +95,10 @@ class _Process:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=_die_with_parent,
+            user=self.user,
+            group=self.user,
+            extra_groups=[] if self.user is not None else None,
+            umask=0o077,
         )
         self.started = time.time()
         assert self.proc.stdout is not None
@@ -114,10 +133,22 @@ class _Pod:
 class LocalBackend:
     name = "local"
 
-    def __init__(self, data_dir: Path, apps_host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, data_dir: Path, apps_host: str = "127.0.0.1", uids: range | None = None, reap_orphans: bool = False
+    ) -> None:
+        """``uids``: run each app as a uid of its own from this range (root only);
+        ``reap_orphans``: this process exists to run pods (the pod host) and stops every
+        process re-parented to it."""
         self.apps_host = apps_host  # where published ports listen
         self.root = data_dir / "pods"
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Apps' own uids must pass through to their pods' directories; nothing else is theirs.
+        self.root.chmod(0o711 if uids else 0o700)
+        self.uids = AppUids(self.root / "uids.json", uids) if uids else None
+        self.reap_orphans = reap_orphans
+        self._zombies: set[int] = set()
+        if reap_orphans:
+            _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1)
         self.marker = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
         kill_marked(self.marker + "/", prefix=True)  # left by a control plane that was killed
         self._pods: dict[str, _Pod] = {}
@@ -149,6 +180,8 @@ class LocalBackend:
         if pod is not None:
             self._stop(pod)
         shutil.rmtree(self.root / app, ignore_errors=True)
+        if self.uids is not None:
+            self.uids.forget(app)
 
     def recreate(self, app: str) -> None:
         with self._lock:
@@ -202,9 +235,12 @@ class LocalBackend:
 
     def _prepare(self, spec: PodSpec) -> _Pod:
         pod_dir = self.root / spec.app
-        for sub in (pod_dir / "logs", pod_dir / "home"):
-            sub.mkdir(parents=True, exist_ok=True)
-        directories = {volume.name: self._volume(pod_dir, volume) for volume in spec.volumes}
+        user = self.uids.uid(spec.app) if self.uids is not None else None
+        _own_dir(pod_dir, None, 0o711 if user is not None else 0o700)
+        _own_dir(pod_dir / "logs", None, 0o700)  # written by this process, read by the control plane
+        _own_dir(pod_dir / "home", user, 0o700)
+        _own_dir(pod_dir / "tmp", user, 0o700)  # a TMPDIR of its own: /tmp is every app's
+        directories = {volume.name: self._volume(pod_dir, volume, user) for volume in spec.volumes}
         ports: dict[tuple[str, str], int] = {}
         mounts: dict[str, list[tuple[str, str]]] = {}
         processes = []
@@ -222,7 +258,9 @@ class LocalBackend:
                 if port.number_env:
                     env[port.number_env] = str(number)
             marker = f"{self.marker}/{spec.app}/{c.name}"
-            base = _base_env() | {"HOME": str(pod_dir / "home"), MARKER: marker}
+            base = _base_env() | {"HOME": str(pod_dir / "home"), "TMPDIR": str(pod_dir / "tmp"), MARKER: marker}
+            if user is not None:
+                base |= {"USER": f"paas-{spec.app}", "LOGNAME": f"paas-{spec.app}"}
             processes.append(
                 _Process(
                     spec=c,
@@ -231,27 +269,35 @@ class LocalBackend:
                     cwd=pod_dir,
                     log=pod_dir / "logs" / f"{c.name}.log",
                     marker=marker,
+                    user=user,
                 )
             )
         for p in processes:  # where each reaches the others' ports: on loopback, at their host port
             p.env |= {var: f"127.0.0.1:{ports[peer]}" for var, peer in p.spec.peers.items() if peer in ports}
         return _Pod(spec, pod_dir, ports, processes, mounts)
 
-    def _volume(self, pod_dir: Path, volume: Volume) -> Path:
-        """A volume's directory: the pod's own, one shared by every pod (a cache), or secret files."""
-        if volume.kind == SHARED:
+    def _volume(self, pod_dir: Path, volume: Volume, user: int | None) -> Path:
+        """A volume's directory: the pod's own, one shared by every pod (a cache), or secret
+        files. Apps with uids of their own share nothing: what one wrote into a shared cache,
+        another would run."""
+        if volume.kind == SHARED and user is None:
             path = self.root.parent / volume.name
-        elif volume.kind == SECRET:
-            return _write_secrets(pod_dir / volume.name, volume.files)
-        elif volume.kind in (POD, PERSISTENT):  # both stay until the pod is removed
-            path = pod_dir / ("volumes" if volume.kind == PERSISTENT else "") / volume.name
-        else:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return path
+        if volume.kind == SECRET:
+            return _write_secrets(pod_dir / volume.name, volume.files, user)
+        if volume.kind not in (POD, PERSISTENT, SHARED):
             raise BackendUnavailable(f"the local backend has no volumes of kind {volume.kind!r}")
-        path.mkdir(parents=True, exist_ok=True)
+        if volume.kind == PERSISTENT:  # both stay until the pod is removed
+            _own_dir(pod_dir / "volumes", None, 0o711 if user is not None else 0o700)
+        path = pod_dir / ("volumes" if volume.kind == PERSISTENT else "") / volume.name
+        _own_dir(path, user, 0o700, tree=True)
         return path
 
     def _run(self) -> None:
         while not self._closed:
+            if self.reap_orphans:
+                self._stop_orphans()
             now = time.time()
             with self._lock:
                 for pod in self._pods.values():
@@ -284,9 +330,35 @@ class LocalBackend:
             _killpg(proc.pid, signal.SIGKILL)  # whatever is left of the process group
             proc.wait()
         kill_marked(f"{self.marker}/{pod.spec.app}/", prefix=True)
+        if self.reap_orphans:  # what left the group and the marker behind comes back here
+            deadline = time.monotonic() + ORPHAN_WAIT
+            while (self._stop_orphans() or marked(f"{self.marker}/{pod.spec.app}/", prefix=True)) and (
+                time.monotonic() < deadline
+            ):
+                kill_marked(f"{self.marker}/{pod.spec.app}/", prefix=True)
+                time.sleep(0.02)
         for p in pod.processes:
             if p.writer is not None:
                 p.writer.join(timeout=2)
+
+    def _stop_orphans(self) -> bool:
+        """SIGKILL every process re-parented to this one and reap those that died; whether
+        there were any."""
+        with self._lock:
+            mains = {p.proc.pid for pod in self._pods.values() for p in pod.processes if p.proc is not None}
+        found = _orphans(mains)
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            self._zombies.add(pid)
+        for pid in list(self._zombies):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                self._zombies.discard(pid)
+        return bool(found)
 
     def _status(self, pod: _Pod) -> PodStatus:
         containers = []
@@ -321,20 +393,63 @@ def _mount(value: str, mounts: list[tuple[str, str]]) -> str:
     return value
 
 
-def _write_secrets(directory: Path, files: dict[str, str]) -> Path:
-    """The pod's secret files, readable by its owner only; stale ones removed."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    directory.chmod(0o700)
+def _write_secrets(directory: Path, files: dict[str, str], user: int | None) -> Path:
+    """The pod's secret files, readable by its user only; stale ones removed."""
+    _own_dir(directory, user, 0o500 if user is not None else 0o700)
     for old in directory.iterdir():
         if old.name not in files:
             old.unlink()
     for name, content in files.items():
         path = directory / name
-        fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o400)
         with os.fdopen(fd, "w") as f:
+            if user is not None:
+                os.fchown(f.fileno(), user, user)
             f.write(content)
         os.replace(path.with_suffix(".tmp"), path)
     return directory
+
+
+def _own_dir(path: Path, user: int | None, mode: int, tree: bool = False) -> None:
+    """``path`` a directory of ``mode`` owned by ``user`` (None: this process's); with
+    ``tree``, what it holds too when it belonged to someone else (a data directory from
+    before apps had uids of their own)."""
+    path.mkdir(mode=mode, parents=True, exist_ok=True)
+    owner = os.geteuid() if user is None else user
+    stat = path.stat()
+    if stat.st_uid != owner:
+        os.chown(path, owner, owner if user is not None else os.getegid())
+        if tree:
+            for parent, dirs, names in os.walk(path):
+                for name in dirs + names:
+                    os.lchown(os.path.join(parent, name), owner, owner)
+    if stat.st_mode & 0o7777 != mode:
+        path.chmod(mode)
+
+
+def _orphans(mains: set[int]) -> list[int]:
+    """This process's children other than the pods' main processes (``mains``): the kernel
+    re-parents a subreaper's orphans to its main thread, which (in the pod host) starts none
+    of its own — the kubelet thread starts the pods."""
+    pid = os.getpid()
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(child) for child in f.read().split()]
+    except FileNotFoundError:  # a kernel without CONFIG_PROC_CHILDREN: ask every process
+        children = [p for p in _pids() if _parent(p) == pid]
+    return [child for child in children if child not in mains]
+
+
+def _pids() -> list[int]:
+    return [int(entry.name) for entry in os.scandir("/proc") if entry.name.isdigit()]
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _base_env() -> dict[str, str]:
@@ -345,7 +460,6 @@ def _base_env() -> dict[str, str]:
         "LANG",
         "LC_ALL",
         "TZ",
-        "TMPDIR",
         "SSL_CERT_FILE",
         "PIP_INDEX_URL",
         "PIP_EXTRA_INDEX_URL",

@@ -1,32 +1,17 @@
 """Start the router beside the control plane (`paas up`): bind its ports here, so a busy one
 is one sentence before anything starts, and hand the sockets to its own process, which
-outlives restarts of the API's worker and exits with `paas up`."""
+outlives restarts of the API and is restarted by `paas up`'s supervisor if it exits."""
 
 from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
-from dataclasses import dataclass
 
 from paas import routes
 from paas.errors import PaasError
 from paas.settings import Settings
-
-
-@dataclass
-class RouterProcess:
-    process: subprocess.Popen
-    urls: list[str]  # what it serves, as a pattern: http://NAME.<domain>:PORT/
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+from paas.supervisor import Part
 
 
 def listen(host: str, port: int, purpose: str, hint: str) -> socket.socket:
@@ -44,8 +29,11 @@ def listen(host: str, port: int, purpose: str, hint: str) -> socket.socket:
     return listener
 
 
-def start(settings: Settings) -> RouterProcess | None:
-    """The router on the settings' ports (None when both are 0)."""
+def part(settings: Settings) -> tuple[Part, list[str]] | None:
+    """The router on the settings' ports, as a part for `paas up`'s supervisor, and the URLs
+    it serves as patterns (``http://NAME.<domain>:PORT/``); None when both ports are 0. The
+    listening sockets stay open in `paas up`: each router process it starts is handed them,
+    so a restarted router takes over the connections that queued meanwhile."""
     wanted = [(port, setting, tls) for port, setting, tls in (
         (settings.router_port, "PAAS_ROUTER_PORT", False),
         (settings.router_tls_port, "PAAS_ROUTER_TLS_PORT", True),
@@ -58,13 +46,14 @@ def start(settings: Settings) -> RouterProcess | None:
         for port, setting, tls in wanted:
             listeners.append((listen(host, port, " for the router",
                                      f"set {setting} to a free port, or 0 for no router"), tls))
-        args = [sys.executable, "-m", "paas.router", "--table", str(routes.table_path(settings.data_dir)),
-                "--parent", str(os.getpid())]
-        for listener, tls in listeners:
-            args += ["--tls-fd" if tls else "--fd", str(listener.fileno())]
-        process = subprocess.Popen(args, pass_fds=[listener.fileno() for listener, _ in listeners])
-    finally:
+    except PaasError:
         for listener, _ in listeners:
-            listener.close()  # the router holds its own copies
+            listener.close()
+        raise
+    args = [sys.executable, "-m", "paas.router", "--table", str(routes.table_path(settings.data_dir)),
+            "--parent", str(os.getpid())]
+    for listener, tls in listeners:
+        args += ["--tls-fd" if tls else "--fd", str(listener.fileno())]
     urls = [f"{'https' if tls else 'http'}://NAME.{settings.domain}:{port}/" for port, _, tls in wanted]
-    return RouterProcess(process, urls)
+    sockets = tuple(listener for listener, _ in listeners)
+    return Part("router", args, pass_fds=tuple(s.fileno() for s in sockets), keep=sockets), urls

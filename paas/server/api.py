@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 
-from paas import __version__
+from paas import __version__, credentials
 from paas.errors import InvalidInput
 from paas.server import openapi
 from paas.server.auth import require_bearer
+from paas.supervisor import read_parts
 
 bp = Blueprint("api", __name__, url_prefix=openapi.PREFIX)
 PUBLIC = ("api.healthz", "api.openapi_document", "api.ca_certificate")  # answered without the token
@@ -28,6 +31,13 @@ def _json_body(empty: object = None) -> object:
         return None
 
 
+def _repo_password() -> str | None:
+    """The repository password a create or apply gives apart from the manifest (`--password-file`),
+    None without one."""
+    header = request.headers.get(credentials.HEADER)
+    return None if header is None else credentials.decode(header)
+
+
 def _host() -> str:
     return request.host.rsplit(":", 1)[0] if request.host else "127.0.0.1"
 
@@ -40,15 +50,27 @@ def _auth():
 
 @bp.get("/healthz")
 def healthz():
+    """Liveness of the platform's parts: 503 while `paas up`'s supervisor has one down."""
     control = _control()
-    return jsonify(
-        {
-            "status": "ok",
-            "version": __version__,
-            "backend": control.backend.name,
-            "reconciled": control.reconciler.passes,  # passes so far: tests wait on it, not on time
-        }
-    )
+    state = read_parts(control.settings.data_dir) or {}
+    parts = {
+        name: {k: v for k, v in part.items() if k != "pid"} for name, part in state.get("parts", {}).items()
+    }
+    down = sorted(name for name, part in parts.items() if part["state"] != "up")
+    body = {
+        "status": "ok" if not down else "degraded",
+        "version": __version__,
+        "backend": control.backend.name,
+        "reconciled": control.reconciler.passes,  # passes so far: tests wait on it, not on time
+        "parts": parts,
+        "down": [f"{name}: down since {_when(parts[name]['since'])} ({parts[name]['last_exit']})" for name in down],
+        "events": state.get("events", [])[-10:],
+    }
+    return jsonify(body), 200 if not down else 503
+
+
+def _when(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @bp.get("/openapi.json")
@@ -72,7 +94,7 @@ def create_app():
     body = request.get_data(cache=False)
     if not body.strip():
         raise InvalidInput("send the manifest (YAML or JSON) as the request body")
-    name = _control().create(body)
+    name = _control().create(body, _repo_password())
     return jsonify(_control().describe(name, _host())), 201
 
 
@@ -86,7 +108,7 @@ def apply_app(name: str):
     body = request.get_data(cache=False)
     if not body.strip():
         raise InvalidInput("send the changed manifest (YAML or JSON) as the request body")
-    return jsonify(_control().apply(name, body))
+    return jsonify(_control().apply(name, body, _repo_password()))
 
 
 @bp.get("/apps/<name>/config")
@@ -131,6 +153,24 @@ def rollback(name: str):
         raise InvalidInput("wait must be true (answer once the release serves) or false (at once)")
     release, original = _control().rollback(name, None if target is None else str(target), wait=wait)
     return jsonify(release.to_json() | {"rolls_back_to": original.to_json()}), 201
+
+
+@bp.get("/apps/<name>/certs")
+def certificates(name: str):
+    return jsonify(_control().certificates(name))
+
+
+@bp.put("/apps/<name>/certs")
+def add_certificate(name: str):
+    body = _json_body()
+    if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in ("certificate", "key")):
+        raise InvalidInput('send JSON {"certificate": "PEM chain", "key": "PEM private key"}')
+    return jsonify(_control().add_certificate(name, body["certificate"], body["key"]))
+
+
+@bp.delete("/apps/<name>/certs")
+def remove_certificate(name: str):
+    return jsonify(_control().remove_certificate(name))
 
 
 @bp.get("/apps/<name>/processes")

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from paas import __version__
+from paas import __version__, certs, credentials
 from paas.backends.base import ContainerStatus
 from paas.manifest import RELOADS, RUNTIMES, Manifest
 from paas.names import APP_NAME, APP_NAME_RULE
@@ -28,7 +28,7 @@ PREFIX = "/api/v1"
 ERROR_STATUSES = {
     400: "Bad input: one sentence naming what is wrong (`details`: each problem)",
     401: "Missing or invalid token",
-    404: "No such app (or release)",
+    404: "No such app (or release, or added certificate)",
     409: "The app's state doesn't allow it, or it failed with the change (undone); the message says what to do",
     503: "A part of the pod did not answer; try again",
     507: "No space left on the data directory: the message says how much is free",
@@ -81,7 +81,21 @@ def _schemas() -> dict[str, Schema]:
     })
     return _models() | {
         "Error": _object({"error": string, "details": _array(string)}, additionalProperties=False),
-        "Health": _object({"status": {"const": "ok"}, "version": string, "backend": string, "reconciled": integer}),
+        "Health": _object({
+            "status": {"enum": ["ok", "degraded"]},
+            "version": string,
+            "backend": string,
+            "reconciled": integer,
+            # the platform's processes under `paas up`'s supervisor (none when run otherwise)
+            "parts": {"type": "object", "additionalProperties": _object({
+                "state": {"enum": ["up", "down"]},
+                "since": number,
+                "restarts": integer,
+                "last_exit": _nullable(string),
+            })},
+            "down": _array(string),
+            "events": _array(_object({"time": number, "part": string, "message": string})),
+        }),
         # paas.status.describe
         "App": _object({
             "name": NAME,
@@ -124,12 +138,32 @@ def _schemas() -> dict[str, Schema]:
         "AppConfig": app_config,
         "ConfigSet": {"allOf": [app_config, _object({"release": _nullable(release), "changed": _array(string)})]},
         "Processes": _object({"processes": _array(process)}),
+        # paas.control.certificates: what is shown of a certificate (never its key)
+        "Certificates": _object({
+            "app": NAME,
+            "https": {"type": "boolean", "description": "the app has the https sidecar (what serves them)"},
+            "certificates": _array(_object({
+                "source": {"enum": ["added", "platform CA"]},
+                "names": _array(string),
+                "issuer": string,
+                "not_after": {"type": "string", "format": "date-time"},
+                "fingerprint": {"type": "string", "description": "SHA-256, colon-separated hex"},
+                "serves": _array(string),
+            })),
+            "uncovered": _array(string),
+        }),
     }
 
 
 def _json(schema: Schema, **media: Any) -> Schema:
     """JSON content of ``schema`` (``media``: more of its media type object, such as an example)."""
     return {"application/json": {"schema": schema, **media}}
+
+
+def _with_answer(operation: Schema, status: int, summary: str, content: Schema) -> Schema:
+    """``operation`` answering ``content`` with ``status`` too (not an Error)."""
+    operation["responses"][str(status)] = {"description": summary, "content": content}
+    return operation
 
 
 def _operation(
@@ -139,7 +173,7 @@ def _operation(
     content: Schema,
     errors: tuple[int, ...] = (),
     body: Schema | None = None,
-    query: tuple[Schema, ...] = (),
+    parameters: tuple[Schema, ...] = (),
     public: bool = False,
 ) -> Schema:
     """One operation, answering ``content`` with ``status`` or an Error with each of
@@ -148,7 +182,7 @@ def _operation(
     operation: Schema = {
         "operationId": endpoint,
         "summary": summary,
-        "parameters": list(query),
+        "parameters": list(parameters),
         "responses": {
             str(status): {"description": summary, "content": content},
             **{str(code): {"description": ERROR_STATUSES[code], "content": _json(_ref("Error"))} for code in codes},
@@ -178,6 +212,12 @@ def _query(name: str, schema: Schema, description: str) -> Schema:
 def _paths() -> dict[str, Schema]:
     manifest = {"schema": _ref("Manifest"), "example": {"name": EXAMPLE_APP, "runtime": "python"}}
     manifest_body = _body({"application/yaml": manifest, "application/json": manifest})
+    password = {
+        "name": credentials.HEADER, "in": "header", "required": False, "schema": {"type": "string"},
+        "description": "the password of the manifest's source.repo, percent-encoded, given apart from its URL "
+                       "(`--password-file`; empty: none). A stored password is kept only while source.repo "
+                       "keeps its scheme, host, port and user",
+    }
     variables = {
         "type": "object",
         "minProperties": 1,
@@ -196,6 +236,15 @@ def _paths() -> dict[str, Schema]:
                   "how many of the last lines")
     follow = _query("follow", {"type": "boolean", "default": False}, "stream new lines (1, true or yes)")
     text = {"text/plain": {"schema": {"type": "string"}}}
+    pem = {"type": "string", "maxLength": certs.MAX_PEM}
+    pair = {
+        "type": "object",
+        "required": ["certificate", "key"],
+        "properties": {
+            "certificate": pem | {"description": "the server's certificate, then each issuer (PEM)"},
+            "key": pem | {"description": "its private key (PEM, unencrypted)"},
+        },
+    }
     kube_list = {
         "type": "object",
         "required": ["apiVersion", "kind", "items"],
@@ -212,7 +261,8 @@ def _paths() -> dict[str, Schema]:
         _query("host", {"type": "string"}, "a host name: adds an Ingress for it"),
     )
     paths: dict[str, Schema] = {
-        "/healthz": {"get": _operation("healthz", "Liveness", 200, _json(_ref("Health")), public=True)},
+        "/healthz": {"get": _with_answer(_operation("healthz", "Liveness", 200, _json(_ref("Health")), public=True),
+                                         503, "a part of the platform is down", _json(_ref("Health")))},
         "/openapi.json": {
             "get": _operation("openapi_document", "This description", 200, _json({"type": "object"}), public=True),
         },
@@ -223,12 +273,12 @@ def _paths() -> dict[str, Schema]:
         "/apps": {
             "get": _operation("list_apps", "The apps", 200, _json(_ref("Apps"))),
             "post": _operation("create_app", "Create an app from its manifest", 201, _json(_ref("App")), (400, 409, 507),
-                               body=manifest_body),
+                               body=manifest_body, parameters=(password,)),
         },
         "/apps/{name}": {
             "get": _on_app("get_app", "Describe an app", 200, _json(_ref("App"))),
             "put": _on_app("apply_app", "Apply a changed manifest", 200, _json(_ref("Applied")), (409, 507),
-                           body=manifest_body),
+                           body=manifest_body, parameters=(password,)),
             "delete": _on_app("delete_app", "Delete an app", 200, _json(_ref("Deleted"))),
         },
         "/apps/{name}/releases": {
@@ -237,10 +287,10 @@ def _paths() -> dict[str, Schema]:
         "/apps/{name}/export": {
             "get": _on_app("export", "The app as Kubernetes objects (YAML; its Secrets hold its credentials and "
                            "config)", 200, {"application/yaml": {"schema": kube_list}},
-                           query=export_query),
+                           parameters=export_query),
         },
         "/apps/{name}/logs": {
-            "get": _on_app("logs", "Log lines `container | line`", 200, text, query=(tail, follow)),
+            "get": _on_app("logs", "Log lines `container | line`", 200, text, parameters=(tail, follow)),
         },
         "/apps/{name}/restart": {
             "post": _on_app("restart", "Restart (hard: in a new pod)", 200, _json(_ref("Restarted")), (409, 507),
@@ -254,6 +304,15 @@ def _paths() -> dict[str, Schema]:
             "get": _on_app("get_config", "The config", 200, _json(_ref("AppConfig"))),
             "put": _on_app("set_config", "Set or unset config variables", 200, _json(_ref("ConfigSet")), (409, 507),
                            body=_body(_json(variables, example={"GREETING": "Hi", "OLD": None}))),
+        },
+        "/apps/{name}/certs": {
+            "get": _on_app("certificates", "The app's certificates (never a key) and the names none covers", 200,
+                           _json(_ref("Certificates"))),
+            "put": _on_app("add_certificate", "Add the certificate for the app's names outside the platform's "
+                           "domain (replacing the one before)", 200, _json(_ref("Certificates")),
+                           body=_body(_json(pair))),
+            "delete": _on_app("remove_certificate", "Remove the added certificate", 200,
+                              _json(_ref("Certificates"))),
         },
         "/apps/{name}/processes": {
             "get": _on_app("processes", "What runs in the pod (through its topz sidecar)", 200,

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import progress, snapshot
+from . import files, progress, snapshot
 from .errors import BuildFailed
 from .live import Live
 from .node import NodeRuntime
@@ -63,11 +63,10 @@ def choose_runtime(name: str | None, worktree: Path) -> Runtime:
 
 def procfile_command(worktree: Path, process_type: str = "web") -> str | None:
     """The Procfile's command for ``process_type``, if the revision has one."""
-    try:
-        text = (worktree / "Procfile").read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
+    data = files.read(worktree, "Procfile")
+    if data is None:
         return None
-    for line in text.splitlines():
+    for line in data.decode("utf-8", errors="replace").splitlines():
         match = _PROCFILE_LINE.match(line.strip())
         if match and match.group(1) == process_type:
             return match.group(2).strip()

@@ -30,7 +30,7 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import cache, process, progress
+from . import cache, files, process, progress
 from .errors import BuildFailed
 from .handoff import NODE_ADAPTER
 from .strategy import Runtime
@@ -75,7 +75,7 @@ class NodeRuntime(Runtime):
         if os.path.lexists(own):
             progress.say("dependencies: the revision brings its own node_modules, not installing")
         else:
-            inputs = {name: data for name in INPUTS if (data := _read(worktree / name)) is not None}
+            inputs = {name: data for name in INPUTS if (data := files.read(worktree, name)) is not None}
             key = _key(inputs, await self._node_version(node, env))
             installed = cache_dir / "node" / key
             listed = ", ".join(inputs) or "package.json"
@@ -102,7 +102,7 @@ class NodeRuntime(Runtime):
 
 def _check_package_json(worktree: Path) -> None:
     try:
-        data = json.loads((worktree / "package.json").read_text(encoding="utf-8"))
+        data = json.loads(files.checked(worktree, "package.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BuildFailed(f"package.json cannot be read: {e}") from e
     if not isinstance(data, dict):
@@ -134,10 +134,3 @@ async def _install(
         (build / "node_modules").mkdir(exist_ok=True)
 
     await cache.build_once(path, fill, "node_modules")
-
-
-def _read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except (FileNotFoundError, IsADirectoryError):
-        return None

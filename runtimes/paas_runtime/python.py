@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cache, process, progress
+from . import cache, files, process, progress
 from .errors import BuildFailed
 from .handoff import GUNICORN_ADAPTER
 from .strategy import Runtime
@@ -54,8 +54,8 @@ class Requirements:
 
     @classmethod
     def read(cls, worktree: Path) -> Requirements:
-        req = _read(worktree / "requirements.txt")
-        pyproject = _read(worktree / "pyproject.toml")
+        req = files.read(worktree, "requirements.txt")  # pip reads it too, once it is known to be ours
+        pyproject = files.read(worktree, "pyproject.toml")
         deps: tuple[str, ...] = ()
         if pyproject is not None:
             try:
@@ -176,10 +176,3 @@ def _add_adapter(venv_dir: Path) -> None:
     site_packages = venv_dir / "lib" / version / "site-packages"
     (site_packages / "_paas_handoff.py").write_bytes(GUNICORN_ADAPTER.read_bytes())
     (site_packages / "_paas_handoff.pth").write_text("import _paas_handoff\n")
-
-
-def _read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None

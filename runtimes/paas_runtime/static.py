@@ -25,6 +25,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from . import files
 from .strategy import Runtime
 
 _UTF8 = "; charset=utf-8"
@@ -103,7 +104,8 @@ class Handler(SimpleHTTPRequestHandler):
         if os.path.isdir(fs_path):
             if not path.endswith("/"):
                 return super().send_head()  # the redirect to "dir/"
-            if not os.path.isfile(os.path.join(fs_path, "index.html")):
+            index = os.path.join(fs_path, "index.html")
+            if not os.path.isfile(index) or not self._inside(index):
                 return self._not_found()  # no listings
         elif not os.path.isfile(fs_path):
             return self._not_found()
@@ -114,14 +116,15 @@ class Handler(SimpleHTTPRequestHandler):
         return CONTENT_TYPES.get(ext) or mimetypes.guess_type(path)[0] or "application/octet-stream"
 
     def _inside(self, fs_path: str) -> bool:
-        real = os.path.realpath(fs_path)
-        return real == self._root or real.startswith(self._root + os.sep)
+        return files.inside(self._root, fs_path)
 
     def _not_found(self):
         page = os.path.join(self._root, NOT_FOUND_PAGE)
-        try:
-            f = open(page, "rb")  # noqa: SIM115 - copyfile() closes it
+        try:  # a link out of the revision is no page of its own
+            f = open(page, "rb") if self._inside(page) else None  # noqa: SIM115 - copyfile() closes it
         except OSError:
+            f = None
+        if f is None:
             self.send_error(HTTPStatus.NOT_FOUND)
             return None
         self.send_response(HTTPStatus.NOT_FOUND)

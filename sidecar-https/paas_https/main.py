@@ -10,7 +10,7 @@ import threading
 from collections.abc import Sequence
 
 from paas_https import __version__
-from paas_https.certs import Certificates
+from paas_https.certs import Certificates, refuse_quietly_names_not_ascii
 from paas_https.relay import Policy
 from paas_https.server import Server, listen
 
@@ -58,6 +58,7 @@ PARAMETERS = {  # variable: (flag, default, help)
     "PROXY_ADDR": ("--proxy-addr", "", "HOST:PORT of the service; wins over PROXY_PORT"),
     "CERT_FILE": ("--cert-file", "", "certificate chain (PEM); none: a self-signed one made at start"),
     "KEY_FILE": ("--key-file", "", "the certificate's private key (PEM)"),
+    "CERT_DIR": ("--cert-dir", "", "a directory of more pairs, NAME.crt with NAME.key, each served for the names it covers (SNI); CERT_FILE's pair serves every other name"),
     "CERT_RELOAD_SECONDS": ("--cert-reload-seconds", "2", "how often the files are checked for a rotated certificate (SIGHUP: at once)"),
     "HTTP_PORT": ("--http-port", "", "an extra plain-HTTP port (or HOST:PORT); empty: none"),
     "HTTPS_REDIRECT": ("--redirect", "0", "1: answer plain HTTP with 308 to https://"),
@@ -107,9 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ParameterError as e:
         _log(f"error: {e}")
         return 2
+    refuse_quietly_names_not_ascii(_log)
     try:
-        certificates = (Certificates(p["CERT_FILE"], p["KEY_FILE"], _log) if p["CERT_FILE"]
-                        else Certificates.made_at_start(_log))
+        certificates = (Certificates(p["CERT_FILE"], p["KEY_FILE"], _log, p["CERT_DIR"]) if p["CERT_FILE"]
+                        else Certificates.made_at_start(_log, p["CERT_DIR"]))
     except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
         _log(f"error: the certificate {p['CERT_FILE']} with key {p['KEY_FILE']} did not load: {e}")
         return 1

@@ -1,0 +1,232 @@
+"""`paas up`'s supervisor: the platform's own processes — the API (gunicorn), the router, the
+local pod host — each started, watched and restarted on exit with backoff.
+
+It runs in `paas up`'s main thread and owns nothing but its children: each part is its own
+process, so the router keeps routing and the pods keep serving while the API's worker (or
+the API itself) restarts, and a part that dies is back within a second or so. What each part
+is doing is kept in ``run/parts.json`` (written whole, then renamed), with the parts' deaths
+and restarts as events: the API's ``/healthz`` reads it, answering 503 while a part is down.
+
+Like the pod host, the supervisor is a *child subreaper*: a process its parts leave behind
+(a gunicorn worker whose master was killed) is re-parented to it, and stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from paas.errors import PaasError
+
+BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 0.2, 30.0, 30.0
+STOP_GRACE = 20.0  # the API finishes its requests, the pod host stops its pods
+TICK = 0.1
+EVENTS_KEPT = 50
+_libc = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER = 1, 36
+
+
+class PartFailed(PaasError):
+    """A part exited (or the supervisor was stopped) before it was ready."""
+
+
+def parts_path(data_dir: Path) -> Path:
+    return data_dir / "run" / "parts.json"
+
+
+def _die_with_parent() -> None:  # in the child, between fork and exec
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Part:
+    """One of the platform's processes: how to start it, and how to tell it is ready."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] | None = None
+    pass_fds: tuple[int, ...] = ()
+    ready: Callable[[], bool] | None = None
+    keep: tuple[object, ...] = field(default=(), repr=False)  # what its fds belong to (listening sockets)
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+    started: float = 0.0
+    restarts: int = 0
+    failures: int = 0
+    next_start: float = 0.0
+    down_since: float | None = None
+    last_exit: str = ""
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, pass_fds=self.pass_fds, preexec_fn=_die_with_parent, stdin=subprocess.DEVNULL
+        )
+        self.started = time.time()
+
+    def to_json(self) -> dict:
+        return {
+            "state": "up" if self.down_since is None else "down",
+            "pid": self.proc.pid if self.proc is not None and self.down_since is None else None,
+            "since": self.started if self.down_since is None else self.down_since,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit or None,
+        }
+
+
+class Supervisor:
+    def __init__(self, data_dir: Path, say: Callable[[str], None], reap_orphans: bool = False) -> None:
+        """``reap_orphans``: this process exists to supervise (`paas up`), so it becomes a child
+        subreaper and stops every process re-parented to it."""
+        self.path = parts_path(data_dir)
+        self.say = say
+        self.parts: list[Part] = []
+        self.events: list[dict] = []
+        self.stopping = threading.Event()
+        self.reap_orphans = reap_orphans
+        self._zombies: set[int] = set()
+        if reap_orphans:
+            _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+    def start(self, part: Part, timeout: float = 60.0) -> None:
+        """Start ``part`` and wait until it is ready; raise PartFailed if it exits first."""
+        self.parts.append(part)
+        part.start()
+        self._write()
+        deadline = time.monotonic() + timeout
+        while part.ready is not None and not part.ready():
+            assert part.proc is not None
+            if self.stopping.is_set() or part.proc.poll() is not None or time.monotonic() > deadline:
+                raise PartFailed(f"the {part.name} did not start ({_exit(part.proc.poll())})")
+            time.sleep(0.05)
+
+    def run(self) -> None:
+        """Watch the parts until ``stopping`` is set (by a signal), then stop them."""
+        try:
+            while not self.stopping.wait(TICK):
+                changed = False
+                for part in self.parts:
+                    changed |= self._tend(part)
+                self._stop_orphans()
+                if changed:
+                    self._write()
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop every part, the last started first (the API before the pods it drives)."""
+        self.stopping.set()
+        deadline = time.monotonic() + STOP_GRACE
+        for part in reversed(self.parts):
+            if part.proc is None:
+                continue
+            if part.proc.poll() is None:
+                part.proc.terminate()
+            try:
+                part.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                part.proc.kill()
+                part.proc.wait()
+        self._stop_orphans()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+    def _tend(self, part: Part) -> bool:
+        """Notice an exit, restart when its backoff is over; whether anything changed."""
+        now = time.time()
+        if part.down_since is None:
+            assert part.proc is not None
+            code = part.proc.poll()
+            if code is None:
+                if part.failures and now - part.started >= HEALTHY_AFTER:
+                    part.failures = 0
+                return False
+            part.last_exit = _exit(code)
+            part.down_since = now
+            part.failures = 0 if now - part.started >= HEALTHY_AFTER else part.failures + 1
+            delay = min(BACKOFF_MAX, BACKOFF_START * 2 ** max(0, part.failures - 1))
+            part.next_start = now + delay
+            self._event(part, f"the {part.name} {part.last_exit}; restarting it in {delay:g} s")
+            return True
+        if now < part.next_start:
+            return False
+        try:
+            part.start()
+        except OSError as e:
+            part.next_start = now + BACKOFF_MAX
+            self._event(part, f"the {part.name} could not be started ({e.strerror}); trying again in {BACKOFF_MAX:g} s")
+            return True
+        part.restarts += 1
+        part.down_since = None
+        self._event(part, f"the {part.name} was restarted (restart {part.restarts})")
+        return True
+
+    def _event(self, part: Part, message: str) -> None:
+        self.say(f"paas: {message}")
+        self.events = [*self.events, {"time": time.time(), "part": part.name, "message": message}][-EVENTS_KEPT:]
+
+    def _stop_orphans(self) -> None:
+        """SIGKILL what a part left behind (re-parented here), and reap it."""
+        if not self.reap_orphans:
+            return
+        pid = os.getpid()
+        mains = {p.proc.pid for p in self.parts if p.proc is not None}
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                children = {int(child) for child in f.read().split()}
+        except FileNotFoundError:
+            children = set()
+        for orphan in children - mains:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(orphan, signal.SIGKILL)
+            self._zombies.add(orphan)
+        for zombie in list(self._zombies):
+            try:
+                done, _ = os.waitpid(zombie, os.WNOHANG)
+            except ChildProcessError:
+                done = zombie
+            if done:
+                self._zombies.discard(zombie)
+
+    def _write(self) -> None:
+        state = {
+            "supervisor": os.getpid(),
+            "parts": {part.name: part.to_json() for part in self.parts},
+            "events": self.events,
+        }
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(state, f)
+        os.replace(tmp, self.path)
+
+
+def read_parts(data_dir: Path) -> dict | None:
+    """The parts as the running supervisor last wrote them; None without one (the control
+    plane runs on its own, as in tests, or the supervisor that wrote it is gone)."""
+    try:
+        state = json.loads(parts_path(data_dir).read_text())
+        os.kill(int(state["supervisor"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return state
+
+
+def _exit(code: int | None) -> str:
+    if code is None:
+        return "is still starting"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name}"
+    return f"exited with code {code}"
