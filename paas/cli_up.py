@@ -100,6 +100,8 @@ def up(
         replaced_ca = replace_unfit_ca(platform_ca(settings), store)
     finally:
         store.close()
+    if replaced_ca:
+        click.echo(f"warning: {replaced_ca}", err=True)
     if uids is not None:
         appuids.check_reachable(uids.start, settings.data_dir / datadir.PODS)
     for address in _check_backend(settings):
@@ -131,8 +133,6 @@ def up(
     click.echo(f"CLI configured in {config}; stop with Ctrl-C")
     click.echo(f"git push auth: git config --global credential.{settings.url}.helper '!paas git-credential'")
     click.echo("trust the apps' certificates: paas ca > paas-ca.pem (then add it to your browser or system)")
-    if replaced_ca:
-        click.echo(f"warning: {replaced_ca}", err=True)
     supervisor.run()
 
 

@@ -27,8 +27,8 @@ def claim_problems(app: str, hosts: list[str], domain: str, platform: Collection
 
 def _problem(app: str, host: str, domain: str, platform: Collection[str]) -> str | None:
     own = f"{app}.{domain}"
-    if host == own:
-        return None
+    if host == own or host.endswith(f".{own}"):
+        return None  # its own name, and the names under it (www.NAME.<domain>)
     if _NUMBER.fullmatch(host.rsplit(".", 1)[-1]):
         return f"{host} is an IP address, not a host name: the router serves apps by host name"
     if host == LOCALHOST or host.endswith(f".{LOCALHOST}"):

@@ -384,9 +384,9 @@ def test_paas_certs_add_serves_the_owners_certificate_for_its_own_name(secure_ap
     table = cp.cli("certs", "secure").stdout
     assert table.splitlines()[1].split()[:3] == ["added", "secure.example.test", "CN=Secure"]
 
-    # The key: a secret file of the pod (0600), and in no answer, listing or log.
+    # The key: a secret file of the pod (0400, its user's), and in no answer, listing or log.
     key_files = list((cp.data_dir / "pods").glob("secure/**/added.key"))
-    assert key_files and all(f.stat().st_mode & 0o777 == 0o600 for f in key_files)
+    assert key_files and all(f.stat().st_mode & 0o777 == 0o400 for f in key_files)
     body = [line for line in leaf.key_pem.splitlines() if not line.startswith("-----")]
     seen = [added.stdout, table, json.dumps(listed), cp.api("GET", "/apps/secure").text,
             cp.api("GET", "/apps/secure/certs").text, cp.cli("logs", "secure", "-n", "1000").stdout,
