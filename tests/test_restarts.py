@@ -109,7 +109,7 @@ def test_a_failed_release_whose_revision_serves_later_stays_failed(local_cp, tmp
     url = cp.create(stdlib_manifest("flaky"))["url"]
     cp.push(repo, "flaky")
     good = head_of(repo)
-    flag = tmp_path / "flag"
+    flag = cp.data_dir / "flaky-flag"  # where the app's own uid can look (it passes through the data directory)
     server = repo / "server.py"
     server.write_text(server.read_text().replace(
         "\nclass Handler", f"\nif not os.path.exists({str(flag)!r}):\n    raise RuntimeError('flaky')\n\n\nclass Handler", 1))
