@@ -25,8 +25,6 @@ owning their pod's workspace, volumes, home and cache, none of the control plane
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import hashlib
 import json
 import os
@@ -47,17 +45,12 @@ from paas.backends.logfiles import LogWriter, follow_logs
 from paas.backends.logfiles import now as _now
 from paas.errors import BackendUnavailable
 from paas.podmodel import PERSISTENT, POD, SECRET, SHARED, Container, PodSpec, Volume
+from paas.reaper import Reaper, die_with_parent
 
 BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 30.0
 STOP_GRACE = 5.0
 MARKER = "PAAS_LOCAL_POD"
-_libc = ctypes.CDLL(None, use_errno=True)
-_PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER = 1, 36
 ORPHAN_WAIT = 3.0  # how long stopping a pod waits for what its processes left to be re-parented
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -94,7 +87,7 @@ class _Process:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             user=self.user,
             group=self.user,
             extra_groups=[] if self.user is not None else None,
@@ -145,10 +138,7 @@ class LocalBackend:
         # Apps' own uids must pass through to their pods' directories; nothing else is theirs.
         self.root.chmod(0o711 if uids else 0o700)
         self.uids = AppUids(self.root / "uids.json", uids) if uids else None
-        self.reap_orphans = reap_orphans
-        self._zombies: set[int] = set()
-        if reap_orphans:
-            _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1)
+        self._reaper = Reaper() if reap_orphans else None
         self.marker = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
         kill_marked(self.marker + "/", prefix=True)  # left by a control plane that was killed
         self._pods: dict[str, _Pod] = {}
@@ -296,7 +286,7 @@ class LocalBackend:
 
     def _run(self) -> None:
         while not self._closed:
-            if self.reap_orphans:
+            if self._reaper is not None:
                 self._stop_orphans()
             now = time.time()
             with self._lock:
@@ -330,7 +320,7 @@ class LocalBackend:
             _killpg(proc.pid, signal.SIGKILL)  # whatever is left of the process group
             proc.wait()
         kill_marked(f"{self.marker}/{pod.spec.app}/", prefix=True)
-        if self.reap_orphans:  # what left the group and the marker behind comes back here
+        if self._reaper is not None:  # what left the group and the marker behind comes back here
             deadline = time.monotonic() + ORPHAN_WAIT
             while (self._stop_orphans() or marked(f"{self.marker}/{pod.spec.app}/", prefix=True)) and (
                 time.monotonic() < deadline
@@ -342,23 +332,11 @@ class LocalBackend:
                 p.writer.join(timeout=2)
 
     def _stop_orphans(self) -> bool:
-        """SIGKILL every process re-parented to this one and reap those that died; whether
-        there were any."""
+        """Stop what the pods' processes left behind (re-parented here); whether there was any."""
+        assert self._reaper is not None
         with self._lock:
             mains = {p.proc.pid for pod in self._pods.values() for p in pod.processes if p.proc is not None}
-        found = _orphans(mains)
-        for pid in found:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            self._zombies.add(pid)
-        for pid in list(self._zombies):
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                done = pid
-            if done:
-                self._zombies.discard(pid)
-        return bool(found)
+        return self._reaper.stop_orphans(mains)
 
     def _status(self, pod: _Pod) -> PodStatus:
         containers = []
@@ -425,31 +403,6 @@ def _own_dir(path: Path, user: int | None, mode: int, tree: bool = False) -> Non
                     os.lchown(os.path.join(parent, name), owner, owner)
     if stat.st_mode & 0o7777 != mode:
         path.chmod(mode)
-
-
-def _orphans(mains: set[int]) -> list[int]:
-    """This process's children other than the pods' main processes (``mains``): the kernel
-    re-parents a subreaper's orphans to its main thread, which (in the pod host) starts none
-    of its own — the kubelet thread starts the pods."""
-    pid = os.getpid()
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            children = [int(child) for child in f.read().split()]
-    except FileNotFoundError:  # a kernel without CONFIG_PROC_CHILDREN: ask every process
-        children = [p for p in _pids() if _parent(p) == pid]
-    return [child for child in children if child not in mains]
-
-
-def _pids() -> list[int]:
-    return [int(entry.name) for entry in os.scandir("/proc") if entry.name.isdigit()]
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _base_env() -> dict[str, str]:
