@@ -1,5 +1,6 @@
 """JSON over HTTP to the pods' containers (git-sync's `POST /sync`, status endpoints, topz),
-with the standard library: the control plane's worker stays small without `requests`."""
+with the standard library: the control plane's worker stays small without `requests`. Each
+call carries the pod's credential, which every control endpoint of a pod wants."""
 
 from __future__ import annotations
 
@@ -21,14 +22,22 @@ class Unreachable(Exception):
 
 
 def call(
-    method: str, url: str, timeout: float, params: dict[str, str] | None = None, body: Any = None
+    method: str,
+    url: str,
+    timeout: float,
+    params: dict[str, str] | None = None,
+    body: Any = None,
+    credential: str | None = None,
 ) -> tuple[int, Any]:
-    """(status, the answer's JSON, or None if it wasn't JSON); ``body`` is sent as JSON.
-    Raises Unreachable."""
+    """(status, the answer's JSON, or None if it wasn't JSON); ``body`` is sent as JSON,
+    ``credential`` (the pod's) as ``Authorization: Bearer``. Raises Unreachable."""
     if params:
         url = f"{url}?{urllib.parse.urlencode(params)}"
     data = json.dumps(body).encode() if body is not None else (b"" if method in ("POST", "PUT") else None)
-    request = urllib.request.Request(url, method=method, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if credential:
+        headers["Authorization"] = f"Bearer {credential}"
+    request = urllib.request.Request(url, method=method, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             status, body = response.status, response.read(MAX_BYTES)
