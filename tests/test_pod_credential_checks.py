@@ -276,3 +276,48 @@ def test_docker_binds_a_port_only_the_pod_calls_on_the_pods_loopback():
     assert not ports["status"].pod_only  # the control plane reads it at the pod's address
     plain = pod("plain", "t").role(APP)
     assert plain is not None and not any(p.pod_only for p in plain.ports)
+
+
+def test_the_platform_sends_a_pods_credential_to_that_address_only():
+    """A pod's endpoint that answers with a redirect (or an environment naming a proxy) must
+    not carry the credential anywhere else: jsonhttp follows neither."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from paas import jsonhttp
+
+    seen: list[str | None] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    elsewhere = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+
+    class Redirecting(Elsewhere):
+        def do_GET(self):  # noqa: N802
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{elsewhere.server_address[1]}/status")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    pod = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    for server in (elsewhere, pod):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    proxy = {"http_proxy": f"http://127.0.0.1:{elsewhere.server_address[1]}", "no_proxy": ""}
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            for name, value in proxy.items():
+                env.setenv(name, value)
+            status, _ = jsonhttp.call("GET", f"http://127.0.0.1:{pod.server_address[1]}/status", 5, credential="s3cret")
+    finally:
+        pod.shutdown()
+        elsewhere.shutdown()
+    assert status == 302 and seen == []
