@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from paas import jsonhttp
+from paas import appspec, jsonhttp
 from paas import store as st
 from paas.backends.base import Backend
 from paas.errors import Conflict, InvalidInput, RevisionNotFound
@@ -81,7 +81,7 @@ class Deploys:
             self.repos.deploy(name, head)
             release = self.store.add_release(name, head, message=self.repos.subject(name, head))
         self.store.add_event(name, "deploy", f"push stored v{release.number} ({head[:12]})")
-        self.sync_now(name)
+        self.sync_now(app)
         return release
 
     def await_outcome(
@@ -120,25 +120,28 @@ class Deploys:
         if serving is not None and app.config == release.config != serving.config:
             self.store.use_config(app.name, serving.config)
 
-    def sync_now(self, name: str) -> None:
+    def sync_now(self, app: App) -> None:
         """Tell the pod's git-sync to sync at once: `POST /sync` (ours answers with the new
         revision); else — upstream's git-sync has no such route, or PAAS_SYNC_TRIGGER=signal —
         its --sync-on-signal signal, delivered by the backend. Its poll catches up if neither
         reaches it."""
-        if self.trigger != "signal" and (self._post_sync(name) or self.trigger == "http"):
+        name = app.name
+        if self.trigger != "signal" and (self._post_sync(app) or self.trigger == "http"):
             self.reconciler.kick()
             return
         if not self.backend.signal(name, GIT_SYNC, getattr(signal, SYNC_SIGNAL)):
             self.store.add_event(name, "sync", "git-sync is not running; it will sync when it starts")
         self.reconciler.kick()
 
-    def _post_sync(self, name: str) -> bool:
-        """`POST /sync`; whether a git-sync that has it answered (successfully or not)."""
+    def _post_sync(self, app: App) -> bool:
+        """`POST /sync` with the pod's credential; whether a git-sync that has it answered
+        (successfully or not)."""
+        name, credential = app.name, appspec.credential(app)
         url = self.backend.endpoint(name, GIT_SYNC, "http")
         deadline = time.monotonic() + SYNC_STARTING
         while url is not None:
             try:
-                status, body = jsonhttp.call("POST", f"{url}/sync", SYNC_TIMEOUT)
+                status, body = jsonhttp.call("POST", f"{url}/sync", SYNC_TIMEOUT, credential=credential)
             except jsonhttp.Unreachable as e:
                 if e.refused and time.monotonic() < deadline:  # a pod just made: its git-sync is starting
                     time.sleep(0.1)
@@ -189,7 +192,7 @@ class Deploys:
                 config=chosen.config,
             )
         self.store.add_event(name, "deploy", f"v{release.number}: rollback to v{original.number} ({chosen.revision[:12]})")
-        self.sync_now(name)
+        self.sync_now(app)
         if not wait:
             return release, original
         outcome = self.await_outcome(name, release, lambda _: None, LIVE_TIMEOUT)
@@ -201,7 +204,7 @@ class Deploys:
         """At start: a release left pending by a control plane that stopped is cancelled, unless
         a pod (that outlived it) is still deploying or serving it, and the deploy ref points at
         what served last — so every app comes back with the release that served before."""
-        pods = self.backend.pods()
+        pods = self.backend.pods(appspec.credentials(apps))
         for app in apps:
             if not app.manifest.hosted:
                 continue

@@ -35,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,19 +183,18 @@ class LocalBackend:
                 self._pods[app] = fresh
             self._wake.set()
 
-    def pods(self) -> dict[str, PodStatus]:
+    def pods(self, credentials: Mapping[str, str] | None = None) -> dict[str, PodStatus]:
         with self._lock:
             pods = list(self._pods.values())
-        return {pod.spec.app: self._status(pod) for pod in pods}
+        return {pod.spec.app: self._status(pod, (credentials or {}).get(pod.spec.app)) for pod in pods}
+
+    def has(self, app: str) -> bool:
+        """Whether ``app``'s pod runs here (what a follower of its logs asks)."""
+        with self._lock:
+            return app in self._pods
 
     def logs(self, app: str, follow: bool = False, tail: int = 200) -> Iterator[str]:
-        logs_dir = self.root / app / "logs"
-
-        def alive() -> bool:
-            with self._lock:
-                return app in self._pods
-
-        return follow_logs(logs_dir, tail=tail, follow=follow, alive=alive)
+        return follow_logs(self.root / app / "logs", tail=tail, follow=follow, alive=lambda: self.has(app))
 
     def endpoint(self, app: str, container: str, port: str) -> str | None:
         with self._lock:
@@ -338,7 +337,7 @@ class LocalBackend:
             mains = {p.proc.pid for pod in self._pods.values() for p in pod.processes if p.proc is not None}
         return self._reaper.stop_orphans(mains)
 
-    def _status(self, pod: _Pod) -> PodStatus:
+    def _status(self, pod: _Pod, credential: str | None) -> PodStatus:
         containers = []
         statuses: dict[str, dict] = {}
         reports: dict[str, dict] = {}
@@ -358,7 +357,7 @@ class LocalBackend:
             )
             if p.spec.status is not None and p.state == "running":
                 port = pod.ports.get((p.spec.name, p.spec.status.port))
-                statuses[p.spec.name] = read_status(f"http://127.0.0.1:{port}{p.spec.status.path}")
+                statuses[p.spec.name] = read_status(f"http://127.0.0.1:{port}{p.spec.status.path}", credential)
             for key, path in p.spec.reports.items():
                 reports[key] = _read_json(Path(_mount(path, pod.mounts[p.spec.name])))
         return PodStatus(pod.spec.app, pod.spec.digest, containers, statuses, reports)
