@@ -8,6 +8,9 @@ pod spec never reads the store or the manifest; this module is the one place tha
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from paas.ca import KeyPair
@@ -16,6 +19,8 @@ from paas.store import App
 
 # A hosted repo is synced at once on every push; the poll is only a safety net.
 HOSTED_POLL_SECONDS = 30.0
+# What the pod credential is derived for: changing it changes every pod's credential.
+CREDENTIAL_LABEL = b"paas pod credential v1"
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,8 @@ class AppSpec:
     env: dict[str, str]
     healthcheck_path: str
     healthcheck_timeout: int
+    # The secret the pod's control endpoints want and the platform sends them (`credential`).
+    credential: str = field(repr=False)
     memory: str | None = None
     cpus: float | None = None
     sidecars: tuple[Sidecar, ...] = ()
@@ -104,6 +111,7 @@ def resolve(app: App, platform: Platform, config: dict[str, str] | None = None) 
         env=dict(m.env),
         healthcheck_path=m.healthcheck.path,
         healthcheck_timeout=m.healthcheck.timeout,
+        credential=credential(app),
         memory=m.resources.memory if m.resources else None,
         cpus=m.resources.cpus if m.resources else None,
         sidecars=tuple(sidecars),
@@ -119,6 +127,19 @@ def resolve(app: App, platform: Platform, config: dict[str, str] | None = None) 
         hsts=m.https.hsts if m.https else 0,
         redirect_port=platform.router_tls_port,
     )
+
+
+def credential(app: App) -> str:
+    """The pod credential of ``app``: HMAC-SHA256 of a fixed label, keyed by the app's random
+    deploy token. Derived, not stored — nothing new to keep, back up or migrate — distinct per
+    app and unguessable without the token, and the token can't be recovered from it (the app
+    itself, which can read its pod's credential, learns nothing that opens its repository)."""
+    return hmac.new(app.deploy_token.encode(), CREDENTIAL_LABEL, hashlib.sha256).hexdigest()
+
+
+def credentials(apps: Iterable[App]) -> dict[str, str]:
+    """Each app's pod credential, by name: what a backend sends its pods' status endpoints."""
+    return {app.name: credential(app) for app in apps}
 
 
 def host_names(name: str, hosts: list[str], domain: str) -> tuple[str, ...]:

@@ -217,7 +217,7 @@ class ControlPlane:
                 "to its manifest, or make it a platform default (PAAS_DEFAULT_SIDECARS=topz)"
             )
         try:
-            status, answer = jsonhttp.call("GET", f"{url}/topz", 10, {"format": "json"})
+            status, answer = jsonhttp.call("GET", f"{url}/topz", 10, {"format": "json"}, credential=appspec.credential(app))
             found = answer["processes"] if status == 200 else None
         except (jsonhttp.Unreachable, KeyError, TypeError):
             found = None

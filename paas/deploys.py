@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from paas import diskspace, jsonhttp
+from paas import appspec, diskspace, jsonhttp
 from paas import store as st
 from paas.backends.base import Backend
 from paas.diskspace import Room
@@ -109,7 +109,7 @@ class Deploys:
 
     def _fetch(self, app: App, release: Release) -> Release:
         """Have git-sync fetch the deploy ref now; the release as it stands after."""
-        error = self.sync_now(app.name)
+        error = self.sync_now(app)
         if error is not None:
             room = f"\nthe data directory has {diskspace.free_mb(self.room.path)} MB free" if self.room else ""
             self.reconciler.end_release(app, release, st.FAILED, f"git-sync could not fetch it: {error}{room}")
@@ -164,23 +164,24 @@ class Deploys:
         if app.manifest.hosted and not deploying and self.repos.deployed(name) == release.revision:
             self.repos.deploy(name, serving.revision if serving else None)
             if name in self.reconciler.pods():  # its git-sync follows now, not at its next poll
-                threading.Thread(target=self._resync, args=(name,), name=f"resync-{name}", daemon=True).start()
+                threading.Thread(target=self._resync, args=(app,), name=f"resync-{name}", daemon=True).start()
         if serving is not None and app.config == release.config != serving.config:
             self.store.use_config(name, serving.config)
 
-    def _resync(self, name: str) -> None:
+    def _resync(self, app: App) -> None:
         try:
-            self.sync_now(name)
+            self.sync_now(app)
         except Exception as e:  # the app was deleted, the control plane stopped: its poll will do
-            log.info("%s: could not tell git-sync the deploy ref went back: %s", name, e)
+            log.info("%s: could not tell git-sync the deploy ref went back: %s", app.name, e)
 
-    def sync_now(self, name: str) -> str | None:
+    def sync_now(self, app: App) -> str | None:
         """Tell the pod's git-sync to sync at once: `POST /sync` (ours answers with the new
         revision); else — upstream's git-sync has no such route, or PAAS_SYNC_TRIGGER=signal —
         its --sync-on-signal signal, delivered by the backend. Its poll catches up if neither
         reaches it. Returns the error of a sync that ran and failed, as git-sync said it."""
+        name = app.name
         failed: list[str] = []
-        if self.trigger != "signal" and (self._post_sync(name, failed) or self.trigger == "http"):
+        if self.trigger != "signal" and (self._post_sync(app, failed) or self.trigger == "http"):
             self.reconciler.kick()
             return failed[0] if failed else None
         if not self.backend.signal(name, GIT_SYNC, getattr(signal, SYNC_SIGNAL)):
@@ -188,14 +189,16 @@ class Deploys:
         self.reconciler.kick()
         return None
 
-    def _post_sync(self, name: str, failed: list[str]) -> bool:
-        """`POST /sync`; whether a git-sync that has it answered (successfully or not). The
-        error of a sync that ran and failed (500, 502; not 503: it is stopping) goes to ``failed``."""
+    def _post_sync(self, app: App, failed: list[str]) -> bool:
+        """`POST /sync` with the pod's credential; whether a git-sync that has it answered
+        (successfully or not). The error of a sync that ran and failed (500, 502; not 503: it
+        is stopping) goes to ``failed``."""
+        name, credential = app.name, appspec.credential(app)
         url = self.backend.endpoint(name, GIT_SYNC, "http")
         deadline = time.monotonic() + SYNC_STARTING
         while url is not None:
             try:
-                status, body = jsonhttp.call("POST", f"{url}/sync", SYNC_TIMEOUT)
+                status, body = jsonhttp.call("POST", f"{url}/sync", SYNC_TIMEOUT, credential=credential)
             except jsonhttp.Unreachable as e:
                 if e.refused and time.monotonic() < deadline:  # a pod just made: its git-sync is starting
                     time.sleep(0.1)
@@ -260,7 +263,7 @@ class Deploys:
         """At start: a release left pending by a control plane that stopped is cancelled, unless
         a pod (that outlived it) is still deploying or serving it, and the deploy ref points at
         what served last — so every app comes back with the release that served before."""
-        pods = self.backend.pods()
+        pods = self.backend.pods(appspec.credentials(apps))
         for app in apps:
             if not app.manifest.hosted:
                 continue

@@ -1,5 +1,7 @@
 """JSON over HTTP to the pods' containers (git-sync's `POST /sync`, status endpoints, topz),
-with the standard library: the control plane's worker stays small without `requests`."""
+with the standard library: the control plane's worker stays small without `requests`. Each
+call carries the pod's credential, which every control endpoint of a pod wants: so it goes
+straight to the address asked — no proxy from the environment, no redirect followed."""
 
 from __future__ import annotations
 
@@ -12,6 +14,17 @@ from typing import Any
 MAX_BYTES = 10_000_000
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A pod's endpoints never redirect; a 3xx is answered as it is, never followed (urllib
+    would send the credential on to wherever it points)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
+
+
 class Unreachable(Exception):
     """Nothing answered: refused, timed out, or not HTTP."""
 
@@ -21,16 +34,24 @@ class Unreachable(Exception):
 
 
 def call(
-    method: str, url: str, timeout: float, params: dict[str, str] | None = None, body: Any = None
+    method: str,
+    url: str,
+    timeout: float,
+    params: dict[str, str] | None = None,
+    body: Any = None,
+    credential: str | None = None,
 ) -> tuple[int, Any]:
-    """(status, the answer's JSON, or None if it wasn't JSON); ``body`` is sent as JSON.
-    Raises Unreachable."""
+    """(status, the answer's JSON, or None if it wasn't JSON); ``body`` is sent as JSON,
+    ``credential`` (the pod's) as ``Authorization: Bearer``. Raises Unreachable."""
     if params:
         url = f"{url}?{urllib.parse.urlencode(params)}"
     data = json.dumps(body).encode() if body is not None else (b"" if method in ("POST", "PUT") else None)
-    request = urllib.request.Request(url, method=method, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if credential:
+        headers["Authorization"] = f"Bearer {credential}"
+    request = urllib.request.Request(url, method=method, data=data, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             status, body = response.status, response.read(MAX_BYTES)
     except urllib.error.HTTPError as e:
         status, body = e.code, e.read(MAX_BYTES)

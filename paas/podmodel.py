@@ -13,9 +13,15 @@ container or the runtime's status by role.
 Ports are declared, not written into the env: a container names the variable through
 which it is told the ``HOST:PORT`` to bind (``bind_env``), and each backend fills it in
 as it realises the port — in a pod of its own network namespace every port is bound on
-all addresses at its number; on a shared host network (the local backend) a published
-port is bound on the address apps listen on and an internal one is remapped to a free
-loopback port.
+all addresses at its number (but one only the pod's own containers call, ``pod_only``, on
+loopback); on a shared host network (the local backend) a published port is bound on the
+address apps listen on and an internal one is remapped to a free loopback port.
+
+Every control endpoint of a pod wants the pod's credential, a secret only the platform and
+the pod hold: a secret volume of the pod's (files, like any other), mounted read-only into
+the containers that serve such endpoints, each told the file's path by a variable of its
+own. Backends realise it as any secret volume; the control plane sends the secret itself
+(``Authorization: Bearer``) on every call to a pod.
 """
 
 from __future__ import annotations
@@ -42,6 +48,10 @@ class Port:
     publish: bool = False  # reachable from outside the pod, at the same number
     bind_env: str | None = None  # the variable that tells the container HOST:PORT to bind
     number_env: str | None = None  # one that tells it the bare number (a backend moving the port sets both)
+    # Called only by the pod's own containers (never by the control plane, a router or another
+    # host): bound on loopback where the pod has a network namespace of its own (Docker; a
+    # Kubernetes pod keeps it on every address when the kubelet probes it there).
+    pod_only: bool = False
 
 
 @dataclass(frozen=True)

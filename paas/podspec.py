@@ -6,7 +6,9 @@ kubernetes/git-sync v4 understands) and the runtime; then the sidecars the app a
 and those the platform adds, each from its declaration in `paas.sidecars`.
 
 Paths are inside the pod: the shared volume is mounted at ``WORKSPACE``, secret files at
-``SECRETS_DIR`` in the containers that need them.
+``SECRETS_DIR`` in the containers that need them, and the pod's credential (`appspec.credential`)
+at ``CREDENTIAL_DIR`` in each container that serves control endpoints: git-sync's `POST /sync`,
+the runtime's status endpoint, and each sidecar whose declaration names a ``credential_env``.
 """
 
 from __future__ import annotations
@@ -50,6 +52,13 @@ PASSWORD_FILE = "git-password"
 # git-sync syncs at once on this signal: how a push reaches a git-sync without POST /sync.
 SYNC_SIGNAL = "SIGHUP"
 SETTINGS_FILE = f"{WORKSPACE}/.paas-settings.json"
+# The pod's credential: a secret volume of its own, mounted read-only where it is wanted.
+CREDENTIAL, CREDENTIAL_DIR, CREDENTIAL_FILE = "credential", "/etc/paas/credential", "token"
+CREDENTIAL_MOUNT = Mount(CREDENTIAL, CREDENTIAL_DIR, read_only=True)
+CREDENTIAL_PATH = f"{CREDENTIAL_DIR}/{CREDENTIAL_FILE}"
+# How git-sync is told where it is: a variable upstream's git-sync ignores (not GITSYNC_*).
+SYNC_CREDENTIAL_ENV = "PAAS_SYNC_TOKEN_FILE"
+STATUS_CREDENTIAL_ENV = "PAAS_STATUS_TOKEN_FILE"
 VOLUMES = f"{WORKSPACE}/volumes"  # where a volume linked into the revision is mounted
 INNER_PORT = 8080  # the app's port inside its pod when a sidecar (https) stands in front
 
@@ -57,9 +66,9 @@ INNER_PORT = 8080  # the app's port inside its pod when a sidecar (https) stands
 def build(app: AppSpec, platform: Platform) -> PodSpec:
     """The pod for ``app``; raises InvalidInput for a sidecar no declaration names."""
     workspace = Mount("workspace", WORKSPACE)
-    volumes = [Volume("workspace"), Volume("cache", SHARED)]
+    volumes = [Volume("workspace"), Volume("cache", SHARED), Volume(CREDENTIAL, SECRET, {CREDENTIAL_FILE: app.credential})]
     volumes += [Volume(f"vol-{name}", PERSISTENT) for name in sorted(app.volumes)]
-    sync_mounts = [workspace]
+    sync_mounts = [workspace, CREDENTIAL_MOUNT]
     if app.source.password:
         volumes.append(Volume("secrets", SECRET, {PASSWORD_FILE: app.source.password}))
         sync_mounts.append(Mount("secrets", SECRETS_DIR, read_only=True))
@@ -80,15 +89,19 @@ def build(app: AppSpec, platform: Platform) -> PodSpec:
             ports = (replace(ports[0], number=app.port, publish=True), *ports[1:])
         for volume, files in kind.secrets(app).items():
             volumes.append(Volume(volume, SECRET, files))
+        env, mounts = dict(kind.env) | kind.settings(app), kind.mounts
+        if kind.credential_env:
+            env[kind.credential_env] = CREDENTIAL_PATH
+            mounts = (*mounts, CREDENTIAL_MOUNT)
         containers.append(
             Container(
                 kind.name,
                 SIDECAR,
                 kind.image,
                 kind.command,
-                dict(kind.env) | kind.settings(app),
+                env,
                 ports=ports,
-                mounts=kind.mounts,
+                mounts=mounts,
                 readiness=kind.readiness,
                 status=kind.status,
                 platform=sidecar.from_platform,
@@ -120,6 +133,7 @@ def _sync(app: AppSpec, platform: Platform, mounts: tuple[Mount, ...]) -> Contai
         "GITSYNC_GIT_GC": "auto",
         # The runtime drains the old version from its worktree after a switch: keep it a while.
         "GITSYNC_STALE_WORKTREE_TIMEOUT": "60s",
+        SYNC_CREDENTIAL_ENV: CREDENTIAL_PATH,
     }
     if app.source.username:
         env["GITSYNC_USERNAME"] = app.source.username
@@ -208,6 +222,7 @@ def _runtime(app: AppSpec, workspace: Mount, fronted: bool) -> Container:
         "PAAS_CONFIG_DIR": CONFIG_DIR,
         "PAAS_SETTINGS_FILE": SETTINGS_FILE,
         "PAAS_SETTINGS": json.dumps(_without_secrets(live)),
+        STATUS_CREDENTIAL_ENV: CREDENTIAL_PATH,
         **volume_env,
     }
     if links:
@@ -222,10 +237,11 @@ def _runtime(app: AppSpec, workspace: Mount, fronted: bool) -> Container:
         ("paas-runtime",),
         env,
         ports=(
-            Port("http", port, publish=not fronted, bind_env="PAAS_BIND", number_env="PORT"),
+            # Fronted, only the sidecar in front of it (and the config sidecar's webhook) call it.
+            Port("http", port, publish=not fronted, bind_env="PAAS_BIND", number_env="PORT", pod_only=fronted),
             Port("status", STATUS_PORT, bind_env="PAAS_STATUS_BIND"),
         ),
-        mounts=(workspace, Mount("cache", CACHE), *volume_mounts),
+        mounts=(workspace, Mount("cache", CACHE), CREDENTIAL_MOUNT, *volume_mounts),
         resources=resources,
         readiness=Readiness("http", app.healthcheck_path),
         status=Status("status", "/status"),

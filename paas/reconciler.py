@@ -140,7 +140,7 @@ class Reconciler:
     def reconcile(self) -> None:
         with self.lock:
             apps = self.store.list_apps()
-            actual = self.backend.pods()
+            actual = self.backend.pods(appspec.credentials(apps))
             if actual != self._snapshot:
                 self.generation += 1
             self._snapshot = actual
@@ -186,7 +186,7 @@ class Reconciler:
         self._errors.pop(app.name, None)
         if pod is not None:
             self._observe(app, pod)
-            self._deliver(spec, pod)
+            self._deliver(spec, pod, wanted.credential)
 
     def spec(self, app: App) -> appspec.AppSpec:
         """The app spec of ``app``: its manifest and config resolved against the platform."""
@@ -199,8 +199,9 @@ class Reconciler:
                 spec = replace(spec, tls=issuer.issue(vouched))
         return spec
 
-    def _deliver(self, spec: PodSpec, pod: PodStatus) -> None:
-        """Deliver each push whose container reports another version than the wanted one."""
+    def _deliver(self, spec: PodSpec, pod: PodStatus, credential: str) -> None:
+        """Deliver each push whose container reports another version than the wanted one,
+        with the pod's ``credential`` (a container takes none without it)."""
         running = {c.name for c in pod.containers if c.state == "running"}
         for container in spec.containers:
             for push in container.pushes:
@@ -211,7 +212,9 @@ class Reconciler:
                 if url is None:
                     continue
                 try:
-                    status, answer = jsonhttp.call("PUT", f"{url}{push.path}", PUSH_TIMEOUT, body=push.body)
+                    status, answer = jsonhttp.call(
+                        "PUT", f"{url}{push.path}", PUSH_TIMEOUT, body=push.body, credential=credential
+                    )
                 except jsonhttp.Unreachable:
                     continue  # starting: the next pass delivers it
                 if status >= 400:

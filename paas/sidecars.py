@@ -4,7 +4,8 @@ A sidecar lives in its own top-level folder (``sidecar-<name>/``: package, conso
 Dockerfile, README); the control plane knows it only through this declaration — its
 image and command, the ports it listens on (and the variable that tells it where), the
 pod volumes it mounts, whether it must see the pod's processes (a shared PID namespace),
-and how to tell it is ready. ``paas.podspec`` turns a declaration into a container.
+how to tell it is ready, and whether it serves control endpoints that want the pod's
+credential (the variable that tells it where the credential's file is). ``paas.podspec`` turns a declaration into a container.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class SidecarKind:
     # What the app spec makes of it: more variables, and secret volumes (name -> files).
     settings: Callable[[Any], dict[str, str]] = lambda app: {}
     secrets: Callable[[Any], dict[str, dict[str, str]]] = lambda app: {}
+    # It serves control endpoints: the pod's credential is mounted into it and this variable
+    # names its file (the sidecar then asks callers for it).
+    credential_env: str | None = None
 
 
 TOPZ, TOPZ_PORT = "topz", 8077
@@ -65,6 +69,7 @@ REGISTRY: dict[str, SidecarKind] = {
         ports=(Port("http", TOPZ_PORT, bind_env="TOPZ_ADDR"),),
         share_pid=lambda app: True,
         readiness=Readiness("http", "/healthz"),
+        credential_env="TOPZ_TOKEN_FILE",  # /topz shows every command line of the pod
     ),
     CONFIG: SidecarKind(
         name=CONFIG,
@@ -79,6 +84,7 @@ REGISTRY: dict[str, SidecarKind] = {
         readiness=Readiness("http", "/healthz"),
         status=Status("http", "/status"),
         peers={"CONFIG_RUNTIME": ("runtime", "status"), "CONFIG_APP": ("runtime", "http")},
+        credential_env="CONFIG_TOKEN_FILE",  # also sent to the runtime's status endpoint
     ),
     HTTPS: SidecarKind(
         name=HTTPS,

@@ -14,7 +14,6 @@ Like the pod host, the supervisor is a *child subreaper*: a process its parts le
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -26,13 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from paas.errors import PaasError
+from paas.reaper import Reaper, die_with_parent
 
 BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 0.2, 30.0, 30.0
 STOP_GRACE = 20.0  # the API finishes its requests, the pod host stops its pods
 TICK = 0.1
 EVENTS_KEPT = 50
-_libc = ctypes.CDLL(None, use_errno=True)
-_PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER = 1, 36
 
 
 class PartFailed(PaasError):
@@ -41,10 +39,6 @@ class PartFailed(PaasError):
 
 def parts_path(data_dir: Path) -> Path:
     return data_dir / "run" / "parts.json"
-
-
-def _die_with_parent() -> None:  # in the child, between fork and exec
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -67,7 +61,7 @@ class Part:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            self.argv, env=self.env, pass_fds=self.pass_fds, preexec_fn=_die_with_parent, stdin=subprocess.DEVNULL
+            self.argv, env=self.env, pass_fds=self.pass_fds, preexec_fn=die_with_parent, stdin=subprocess.DEVNULL
         )
         self.started = time.time()
 
@@ -90,10 +84,7 @@ class Supervisor:
         self.parts: list[Part] = []
         self.events: list[dict] = []
         self.stopping = threading.Event()
-        self.reap_orphans = reap_orphans
-        self._zombies: set[int] = set()
-        if reap_orphans:
-            _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1)
+        self._reaper = Reaper() if reap_orphans else None
 
     def start(self, part: Part, timeout: float = 60.0) -> None:
         """Start ``part`` and wait until it is ready; raise PartFailed if it exits first."""
@@ -173,27 +164,9 @@ class Supervisor:
         self.events = [*self.events, {"time": time.time(), "part": part.name, "message": message}][-EVENTS_KEPT:]
 
     def _stop_orphans(self) -> None:
-        """SIGKILL what a part left behind (re-parented here), and reap it."""
-        if not self.reap_orphans:
-            return
-        pid = os.getpid()
-        mains = {p.proc.pid for p in self.parts if p.proc is not None}
-        try:
-            with open(f"/proc/{pid}/task/{pid}/children") as f:
-                children = {int(child) for child in f.read().split()}
-        except FileNotFoundError:
-            children = set()
-        for orphan in children - mains:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(orphan, signal.SIGKILL)
-            self._zombies.add(orphan)
-        for zombie in list(self._zombies):
-            try:
-                done, _ = os.waitpid(zombie, os.WNOHANG)
-            except ChildProcessError:
-                done = zombie
-            if done:
-                self._zombies.discard(zombie)
+        """Stop what a part left behind (re-parented here)."""
+        if self._reaper is not None:
+            self._reaper.stop_orphans({p.proc.pid for p in self.parts if p.proc is not None})
 
     def _write(self) -> None:
         state = {

@@ -287,8 +287,10 @@ def processes_under(directory: Path) -> list[int]:
 class Load:
     """A steady client on loopback (a new connection per request), bounded in time and count."""
 
-    def __init__(self, url: str, rate: float = 60.0, limit: float = 120.0) -> None:
+    def __init__(self, url: str, rate: float = 60.0, limit: float = 120.0, host: str | None = None) -> None:
+        """``host``: the Host header to send (the router routes by it)."""
         self.url, self.interval, self.limit = url, 1.0 / rate, limit
+        self.headers = {"Connection": "close"} | ({"Host": host} if host else {})
         self.failures: list[str] = []
         self.bodies: list[str] = []
         self._stop = threading.Event()
@@ -302,12 +304,16 @@ class Load:
         self._stop.set()
         self._thread.join()
 
+    @property
+    def served(self) -> int:
+        return len(self.bodies)
+
     def _run(self) -> None:
         deadline = time.monotonic() + self.limit
         while not self._stop.is_set() and time.monotonic() < deadline:
             started = time.monotonic()
             try:
-                response = requests.get(self.url, timeout=5, headers={"Connection": "close"})
+                response = requests.get(self.url, timeout=5, headers=self.headers)
                 if response.status_code == 200:
                     self.bodies.append(response.text)
                 else:

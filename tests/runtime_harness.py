@@ -10,6 +10,7 @@ import hashlib
 import http.client
 import itertools
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -78,16 +79,23 @@ class Workspace:
 
 
 class Runtime:
-    """One ``paas-runtime`` process; its output goes to a log file the test can show."""
+    """One ``paas-runtime`` process; its output goes to a log file the test can show. Given a
+    pod credential, as a pod's runtime is: ``headers`` carry it to its status endpoint."""
 
     def __init__(self, workspace: Workspace, cache_dir: Path, **env: str) -> None:
         self.port = free_port()
         self.status_url = f"http://127.0.0.1:{free_port()}/status"
         self.log_path = workspace.root / "runtime.log"
+        secret = workspace.root.parent / "credential" / "token"
+        if not secret.exists():
+            secret.parent.mkdir(mode=0o700, exist_ok=True)
+            secret.write_text(secrets.token_hex(32))
+        self.headers = {"Authorization": f"Bearer {secret.read_text()}"}
         full_env = {
             **os.environ,
             "PORT": str(self.port),
             "PAAS_STATUS_BIND": self.status_url.removeprefix("http://").removesuffix("/status"),
+            "PAAS_STATUS_TOKEN_FILE": str(secret),
             "PAAS_APP_DIR": str(workspace.link),
             "PAAS_CACHE_DIR": str(cache_dir),
             "PAAS_HEALTH_TIMEOUT": "15",
@@ -105,7 +113,7 @@ class Runtime:
     def state(self) -> dict[str, Any]:
         """What the supervisor's status endpoint answers ({} until it listens)."""
         try:
-            return requests.get(self.status_url, timeout=2).json()
+            return requests.get(self.status_url, headers=self.headers, timeout=2).json()
         except (requests.RequestException, ValueError):
             return {}
 

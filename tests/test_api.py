@@ -228,7 +228,7 @@ def test_listing_apps_reads_the_reconcilers_snapshot_not_the_backend(app, client
         assert create(client, auth, f"name: snap{number}\n").status_code == 201
     calls = []
     asked = control.backend.pods
-    control.backend.pods = lambda: calls.append(1) or asked()  # count, then ask the real backend
+    control.backend.pods = lambda credentials=None: calls.append(1) or asked(credentials)  # count, then ask
     for _ in range(10):
         assert len(client.get("/api/v1/apps", headers=auth).get_json()["apps"]) == 5
         assert client.get("/api/v1/apps/snap0", headers=auth).status_code == 200

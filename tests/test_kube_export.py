@@ -95,6 +95,24 @@ def test_credentials_and_config_are_in_secrets_only(shop, auth):
     assert secrets["shop-secrets"]["git-password"]  # the app's pull token, as a file
 
 
+def test_the_pod_credential_is_a_secret_mounted_into_the_containers_with_control_endpoints(shop, auth):
+    objects = by_kind(export(shop, auth))
+    [credential] = [s for s in objects["Secret"] if s["metadata"]["name"] == "shop-credential"]
+    secret = base64.b64decode(credential["data"]["token"]).decode()
+    assert len(secret) == 64
+    [deployment] = objects["Deployment"]
+    assert secret not in json.dumps(deployment)  # a file's path in the env, never the secret
+    pod = deployment["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "credential")
+    assert volume["secret"] == {"secretName": "shop-credential", "defaultMode": 0o440}  # fsGroup 65533 reads it
+    variables = {"git-sync": "PAAS_SYNC_TOKEN_FILE", "runtime": "PAAS_STATUS_TOKEN_FILE", "topz": "TOPZ_TOKEN_FILE",
+                 "config": "CONFIG_TOKEN_FILE"}
+    for container in pod["initContainers"] + pod["containers"]:
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env[variables[container["name"]]] == "/etc/paas/credential/token"
+        assert {"name": "credential", "mountPath": "/etc/paas/credential", "readOnly": True} in container["volumeMounts"]
+
+
 def test_before_1_29_sidecars_are_ordinary_containers(shop, auth):
     [deployment] = by_kind(export(shop, auth, kube_version="1.28"))["Deployment"]
     pod = deployment["spec"]["template"]["spec"]

@@ -72,7 +72,7 @@ def answer(runtime: Runtime) -> dict:
 
 
 def put(runtime: Runtime, body) -> requests.Response:
-    return requests.put(runtime.status_url.replace("/status", "/settings"), json=body, timeout=5)
+    return requests.put(runtime.status_url.replace("/status", "/settings"), json=body, headers=runtime.headers, timeout=5)
 
 
 def serving(runtime: Runtime, greeting: str) -> dict:

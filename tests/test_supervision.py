@@ -9,49 +9,16 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from helpers import ControlPlane, get_text, processes_under, stdlib_app, stdlib_manifest, wait_for
+from helpers import ControlPlane, Load, get_text, processes_under, stdlib_app, stdlib_manifest, wait_for
 from paas.server import create_app
 from paas.supervisor import Part, Supervisor, read_parts
 
 pytestmark = pytest.mark.slow
-
-
-class Requests:
-    """Requests in a loop on a thread (a new connection each), every failure kept."""
-
-    def __init__(self, url: str, host: str | None = None) -> None:
-        self.url, self.headers = url, {"Connection": "close"} | ({"Host": host} if host else {})
-        self.failures: list[str] = []
-        self.served = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Requests:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + 120
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            try:
-                response = requests.get(self.url, headers=self.headers, timeout=10)
-                if response.status_code == 200:
-                    self.served += 1
-                else:
-                    self.failures.append(f"HTTP {response.status_code}")
-            except requests.RequestException as e:
-                self.failures.append(type(e).__name__)
-            self._stop.wait(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +47,7 @@ def children(pid: int) -> list[int]:
 def test_a_killed_router_is_back_at_once_and_no_request_through_it_fails(cp):
     before = health(cp)["parts"]["router"]["restarts"]
     router = part_pid(cp, "router")
-    with Requests(f"http://127.0.0.1:{cp.router_port}/", host="steady.localhost") as load:
+    with Load(f"http://127.0.0.1:{cp.router_port}/", host="steady.localhost") as load:
         wait_for(lambda: load.served >= 5, 10, what="requests served through the router")
         os.kill(router, signal.SIGKILL)
         wait_for(lambda: health(cp)["parts"]["router"]["restarts"] == before + 1, 10, what="the router restarted")
@@ -101,7 +68,7 @@ def test_a_killed_api_worker_leaves_every_app_serving(cp):
     (worker,) = children(master)
     runtime = next(c for c in cp.api("GET", "/apps/steady").json()["containers"] if c["name"] == "runtime")
     app_url = cp.api("GET", "/apps/steady").json()["url"]
-    with Requests(app_url) as direct, Requests(f"http://127.0.0.1:{cp.router_port}/", host="steady.localhost") as routed:
+    with Load(app_url) as direct, Load(f"http://127.0.0.1:{cp.router_port}/", host="steady.localhost") as routed:
         wait_for(lambda: direct.served >= 5 and routed.served >= 5, 10, what="requests served")
         os.kill(worker, signal.SIGKILL)
         wait_for(lambda: children(master) and children(master) != [worker], 30, what="gunicorn's new worker")

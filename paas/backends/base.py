@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Protocol
@@ -14,11 +14,12 @@ from paas.runtime_status import RuntimeStatus
 STATUS_TIMEOUT = 1.0
 
 
-def read_status(url: str) -> dict:
-    """A container's status endpoint's JSON; {} if it doesn't answer (yet) or answers
-    something else: a status is shown and compared, never required."""
+def read_status(url: str, credential: str | None) -> dict:
+    """A container's status endpoint's JSON, asked with the pod's ``credential``; {} if it
+    doesn't answer (yet) or answers something else: a status is shown and compared, never
+    required."""
     try:
-        status, data = jsonhttp.call("GET", url, STATUS_TIMEOUT)
+        status, data = jsonhttp.call("GET", url, STATUS_TIMEOUT, credential=credential)
     except jsonhttp.Unreachable:
         return {}
     return data if status == 200 and isinstance(data, dict) else {}
@@ -90,8 +91,10 @@ class Backend(Protocol):
     def remove(self, app: str) -> None:
         """Stop and delete the pod and everything it owns (volume, logs); no error if absent."""
 
-    def pods(self) -> dict[str, PodStatus]:
-        """Every pod this backend runs, by app name: the actual state the reconciler compares."""
+    def pods(self, credentials: Mapping[str, str] | None = None) -> dict[str, PodStatus]:
+        """Every pod this backend runs, by app name: the actual state the reconciler compares.
+        ``credentials`` (app -> its pod credential, `appspec.credentials`) are sent to the
+        pods' status endpoints; a pod with none reports no statuses."""
 
     def logs(self, app: str, follow: bool = False, tail: int = 200) -> Iterator[str]:
         """The pod's output, one line per item, each prefixed by its container's name."""

@@ -25,8 +25,6 @@ owning their pod's workspace, volumes, home and cache, none of the control plane
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import hashlib
 import json
 import os
@@ -37,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,17 +45,12 @@ from paas.backends.logfiles import LogWriter, follow_logs
 from paas.backends.logfiles import now as _now
 from paas.errors import BackendUnavailable
 from paas.podmodel import PERSISTENT, POD, SECRET, SHARED, Container, PodSpec, Volume
+from paas.reaper import Reaper, die_with_parent
 
 BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 30.0
 STOP_GRACE = 5.0
 MARKER = "PAAS_LOCAL_POD"
-_libc = ctypes.CDLL(None, use_errno=True)
-_PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER = 1, 36
 ORPHAN_WAIT = 3.0  # how long stopping a pod waits for what its processes left to be re-parented
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -94,7 +87,7 @@ class _Process:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             user=self.user,
             group=self.user,
             extra_groups=[] if self.user is not None else None,
@@ -145,10 +138,7 @@ class LocalBackend:
         # Apps' own uids must pass through to their pods' directories; nothing else is theirs.
         self.root.chmod(0o711 if uids else 0o700)
         self.uids = AppUids(self.root / "uids.json", uids) if uids else None
-        self.reap_orphans = reap_orphans
-        self._zombies: set[int] = set()
-        if reap_orphans:
-            _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1)
+        self._reaper = Reaper() if reap_orphans else None
         self.marker = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
         kill_marked(self.marker + "/", prefix=True)  # left by a control plane that was killed
         self._pods: dict[str, _Pod] = {}
@@ -193,19 +183,18 @@ class LocalBackend:
                 self._pods[app] = fresh
             self._wake.set()
 
-    def pods(self) -> dict[str, PodStatus]:
+    def pods(self, credentials: Mapping[str, str] | None = None) -> dict[str, PodStatus]:
         with self._lock:
             pods = list(self._pods.values())
-        return {pod.spec.app: self._status(pod) for pod in pods}
+        return {pod.spec.app: self._status(pod, (credentials or {}).get(pod.spec.app)) for pod in pods}
+
+    def has(self, app: str) -> bool:
+        """Whether ``app``'s pod runs here (what a follower of its logs asks)."""
+        with self._lock:
+            return app in self._pods
 
     def logs(self, app: str, follow: bool = False, tail: int = 200) -> Iterator[str]:
-        logs_dir = self.root / app / "logs"
-
-        def alive() -> bool:
-            with self._lock:
-                return app in self._pods
-
-        return follow_logs(logs_dir, tail=tail, follow=follow, alive=alive)
+        return follow_logs(self.root / app / "logs", tail=tail, follow=follow, alive=lambda: self.has(app))
 
     def endpoint(self, app: str, container: str, port: str) -> str | None:
         with self._lock:
@@ -296,7 +285,7 @@ class LocalBackend:
 
     def _run(self) -> None:
         while not self._closed:
-            if self.reap_orphans:
+            if self._reaper is not None:
                 self._stop_orphans()
             now = time.time()
             with self._lock:
@@ -330,7 +319,7 @@ class LocalBackend:
             _killpg(proc.pid, signal.SIGKILL)  # whatever is left of the process group
             proc.wait()
         kill_marked(f"{self.marker}/{pod.spec.app}/", prefix=True)
-        if self.reap_orphans:  # what left the group and the marker behind comes back here
+        if self._reaper is not None:  # what left the group and the marker behind comes back here
             deadline = time.monotonic() + ORPHAN_WAIT
             while (self._stop_orphans() or marked(f"{self.marker}/{pod.spec.app}/", prefix=True)) and (
                 time.monotonic() < deadline
@@ -342,25 +331,13 @@ class LocalBackend:
                 p.writer.join(timeout=2)
 
     def _stop_orphans(self) -> bool:
-        """SIGKILL every process re-parented to this one and reap those that died; whether
-        there were any."""
+        """Stop what the pods' processes left behind (re-parented here); whether there was any."""
+        assert self._reaper is not None
         with self._lock:
             mains = {p.proc.pid for pod in self._pods.values() for p in pod.processes if p.proc is not None}
-        found = _orphans(mains)
-        for pid in found:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            self._zombies.add(pid)
-        for pid in list(self._zombies):
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                done = pid
-            if done:
-                self._zombies.discard(pid)
-        return bool(found)
+        return self._reaper.stop_orphans(mains)
 
-    def _status(self, pod: _Pod) -> PodStatus:
+    def _status(self, pod: _Pod, credential: str | None) -> PodStatus:
         containers = []
         statuses: dict[str, dict] = {}
         reports: dict[str, dict] = {}
@@ -380,7 +357,7 @@ class LocalBackend:
             )
             if p.spec.status is not None and p.state == "running":
                 port = pod.ports.get((p.spec.name, p.spec.status.port))
-                statuses[p.spec.name] = read_status(f"http://127.0.0.1:{port}{p.spec.status.path}")
+                statuses[p.spec.name] = read_status(f"http://127.0.0.1:{port}{p.spec.status.path}", credential)
             for key, path in p.spec.reports.items():
                 reports[key] = _read_json(Path(_mount(path, pod.mounts[p.spec.name])))
         return PodStatus(pod.spec.app, pod.spec.digest, containers, statuses, reports)
@@ -425,31 +402,6 @@ def _own_dir(path: Path, user: int | None, mode: int, tree: bool = False) -> Non
                     os.lchown(os.path.join(parent, name), owner, owner)
     if stat.st_mode & 0o7777 != mode:
         path.chmod(mode)
-
-
-def _orphans(mains: set[int]) -> list[int]:
-    """This process's children other than the pods' main processes (``mains``): the kernel
-    re-parents a subreaper's orphans to its main thread, which (in the pod host) starts none
-    of its own — the kubelet thread starts the pods."""
-    pid = os.getpid()
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            children = [int(child) for child in f.read().split()]
-    except FileNotFoundError:  # a kernel without CONFIG_PROC_CHILDREN: ask every process
-        children = [p for p in _pids() if _parent(p) == pid]
-    return [child for child in children if child not in mains]
-
-
-def _pids() -> list[int]:
-    return [int(entry.name) for entry in os.scandir("/proc") if entry.name.isdigit()]
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _base_env() -> dict[str, str]:

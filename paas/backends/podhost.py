@@ -26,7 +26,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +63,8 @@ class PodHostClient:
     def recreate(self, app: str) -> None:
         self._call("recreate", app=app)
 
-    def pods(self) -> dict[str, PodStatus]:
-        answer = self._call("pods")
+    def pods(self, credentials: Mapping[str, str] | None = None) -> dict[str, PodStatus]:
+        answer = self._call("pods", credentials=dict(credentials or {}))
         return {name: PodStatus.from_json(status) for name, status in answer.items()}
 
     def logs(self, app: str, follow: bool = False, tail: int = 200) -> Iterator[str]:
@@ -163,9 +163,10 @@ class _Handler(socketserver.StreamRequestHandler):
         if op == "apply":
             return backend.apply(podmodel.from_json(args["spec"]))
         if op == "pods":
-            return {name: status.to_json() for name, status in backend.pods().items()}
+            credentials = {str(k): str(v) for k, v in (args.get("credentials") or {}).items()}
+            return {name: status.to_json() for name, status in backend.pods(credentials).items()}
         if op == "has":
-            return args["app"] in backend.pods()
+            return backend.has(str(args["app"]))
         if op == "remove":
             return backend.remove(str(args["app"]))
         if op == "recreate":

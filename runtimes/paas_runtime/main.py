@@ -27,6 +27,9 @@ environment:
   PAAS_RUNTIME         python | node | static (default: detected from the code)
   PAAS_CACHE_DIR       dependency cache (default <dir of PAAS_APP_DIR>/.cache)
   PAAS_STATUS_BIND     HOST:PORT of the status endpoint, GET /status (default: none)
+  PAAS_STATUS_TOKEN_FILE  a file holding the pod's credential, which GET /status and
+                       PUT /settings then require (Authorization: Bearer); without it
+                       PUT /settings is refused: a command never comes from the network
 every other variable is passed to the app.
 """
 

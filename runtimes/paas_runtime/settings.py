@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import live
+from . import credential, live
 from .live import Live
 
 DEFAULT_APP_DIR = "/workspace/current"
@@ -24,6 +24,7 @@ CONTRACT_VARS = (
     "PAAS_RUNTIME",
     "PAAS_CACHE_DIR",
     "PAAS_STATUS_BIND",
+    "PAAS_STATUS_TOKEN_FILE",
     "PAAS_SETTINGS",
     "PAAS_SETTINGS_SOURCE",
     "PAAS_SETTINGS_FILE",
@@ -56,6 +57,9 @@ class Settings:
     host: str = ""
     #: Volumes linked into every revision: path in the revision -> the volume's directory.
     volume_links: dict[str, str] = field(default_factory=dict)
+    #: The pod's credential, which the status endpoint's callers must send; None: no
+    #: credential, so the endpoint takes no settings (`paas_runtime.credential`).
+    secret: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], runtimes: tuple[str, ...]) -> Settings:
@@ -92,6 +96,14 @@ class Settings:
         status_bind = environ.get("PAAS_STATUS_BIND", "").strip()
         if status_bind and not status_bind.rpartition(":")[2].isdigit():
             problems.append(f"PAAS_STATUS_BIND: must be HOST:PORT, got {status_bind!r}")
+
+        secret = None
+        token_file = environ.get("PAAS_STATUS_TOKEN_FILE", "").strip()
+        if token_file:
+            try:
+                secret = credential.read(token_file)
+            except credential.CredentialError as e:
+                problems.append(f"PAAS_STATUS_TOKEN_FILE: {e}")
 
         initial = Live(run=run, healthcheck=healthcheck, health_timeout=health_timeout)
         if environ.get("PAAS_SETTINGS", "").strip():
@@ -132,6 +144,7 @@ class Settings:
             app_env={k: v for k, v in environ.items() if k not in CONTRACT_VARS},
             host=host,
             volume_links=links,
+            secret=secret,
         )
 
 

@@ -105,7 +105,9 @@ class Supervisor:
         endpoint = None
         if self.settings.status_bind:
             try:
-                endpoint = await status_server.serve(self.settings.status_bind, self.report, self.apply_settings)
+                endpoint = await status_server.serve(
+                    self.settings.status_bind, self.report, self.apply_settings, self.settings.secret
+                )
             except OSError as e:
                 raise ListenFailed(f"cannot serve the status endpoint on {self.settings.status_bind}: {e}") from e
         log.info("listening on port %d, following %s", self.settings.port, self.settings.app_dir)

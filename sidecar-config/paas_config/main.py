@@ -1,6 +1,7 @@
 """`paas-config`: takes an app's config (`PUT /config`, or a file it watches), writes it into
 the shared volume and tells the app (`paas_config.reload`). Parameters from the environment
-first, flags too; see the README."""
+first, flags too; see the README. With a credential (`CONFIG_TOKEN_FILE`) only the platform
+may read its status or give it a config (`paas_config.credential`)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from paas_config import __version__, files, reload
+from paas_config import __version__, credential, files, reload
 
 log = logging.getLogger("paas_config")
 RELOADS = ("restart", "signal", "webhook", "none")
 WATCH_INTERVAL = 1.0
+UNAUTHORIZED = {"error": "this endpoint needs the pod's credential (Authorization: Bearer, CONFIG_TOKEN_FILE)"}
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,9 @@ class Document:
 
 
 class Sidecar:
-    def __init__(self, config_dir: Path, runtime: str, app: str) -> None:
+    def __init__(self, config_dir: Path, runtime: str, app: str, secret: bytes | None = None) -> None:
         self.config_dir, self.runtime, self.app = config_dir, runtime, app
+        self.secret = secret  # the pod's credential: asked of callers, sent to the runtime
         self.retrier = reload.Retrier()
         self.document: Document | None = None
         self._lock = threading.Lock()
@@ -71,7 +74,7 @@ class Sidecar:
                 self.retrier.done_version = doc.version
                 return
             if doc.reload == "signal":
-                self.retrier.start(doc.version, lambda: _signalled(reload.send_signal(self.runtime, doc.signal), doc.signal))
+                self.retrier.start(doc.version, lambda: _signalled(reload.send_signal(self.runtime, doc.signal, self.secret), doc.signal))
             elif doc.reload == "webhook":
                 self.retrier.start(doc.version, lambda: f"webhook answered {reload.call_webhook(self.app, doc.webhook, doc.version)}")
             else:
@@ -97,8 +100,9 @@ def _handler(sidecar: Sidecar) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802
             if self.path == "/status":
-                self._json(200, sidecar.status())
-            elif self.path == "/healthz":
+                if self._allowed():
+                    self._json(200, sidecar.status())
+            elif self.path == "/healthz":  # open: a probe's, and it tells nothing
                 self._json(200, {"ok": True})
             else:
                 self._json(404, {"error": "GET /status, GET /healthz and PUT /config are served here"})
@@ -106,6 +110,8 @@ def _handler(sidecar: Sidecar) -> type[BaseHTTPRequestHandler]:
         def do_PUT(self) -> None:  # noqa: N802
             if self.path != "/config":
                 return self._json(404, {"error": "PUT /config takes the config"})
+            if not self._allowed():
+                return None
             try:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 doc = Document.parse(json.loads(body or b"null"))
@@ -116,9 +122,19 @@ def _handler(sidecar: Sidecar) -> type[BaseHTTPRequestHandler]:
                 return self._json(500, {"error": f"cannot write {sidecar.config_dir}: {e.strerror}"})
             self._json(200, sidecar.status())
 
-        def _json(self, status: int, body: dict[str, Any]) -> None:
+        def _allowed(self) -> bool:
+            """Whether the request carries the pod's credential (if there is one); else 401."""
+            if credential.allows(sidecar.secret, self.headers.get("Authorization")):
+                return True
+            self.close_connection = True  # its body, if any, is left unread
+            self._json(401, UNAUTHORIZED, ("WWW-Authenticate", "Bearer"))
+            return False
+
+        def _json(self, status: int, body: dict[str, Any], *extra: tuple[str, str]) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
+            for name, value in extra:
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -166,15 +182,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="HOST:PORT of the app, for `webhook` ($CONFIG_APP)")
     parser.add_argument("--source", default=env.get("CONFIG_SOURCE") or "",
                         help="a JSON file to watch for the config, e.g. a mounted ConfigMap ($CONFIG_SOURCE)")
+    parser.add_argument("--token-file", default=env.get("CONFIG_TOKEN_FILE") or "",
+                        help="a file holding the pod's credential: PUT /config and GET /status then require it "
+                             "(Authorization: Bearer), and it is sent to the runtime ($CONFIG_TOKEN_FILE)")
     parser.add_argument("--version", action="version", version=__version__)
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="paas-config: %(message)s")
     try:
         host, port = _addr(args.addr)
-    except argparse.ArgumentTypeError as e:
+        secret = credential.read(args.token_file) if args.token_file else None
+    except (argparse.ArgumentTypeError, credential.CredentialError) as e:
         print(f"paas-config: error: {e}", file=sys.stderr)
         return 2
-    sidecar = Sidecar(Path(os.path.abspath(args.dir)), args.runtime, args.app)
+    sidecar = Sidecar(Path(os.path.abspath(args.dir)), args.runtime, args.app, secret)
     if args.source:
         threading.Thread(target=_watch, args=(sidecar, Path(args.source)), daemon=True).start()
     try:

@@ -20,6 +20,8 @@ import threading
 import urllib.error
 import urllib.request
 
+from paas_config import credential
+
 log = logging.getLogger("paas_config")
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 
@@ -28,11 +30,13 @@ class ReloadFailed(Exception):
     pass
 
 
-def send_signal(runtime: str, name: str) -> int | None:
+def send_signal(runtime: str, name: str, secret: bytes | None = None) -> int | None:
     """Signal the serving instance's main process; its pid (None if nothing serves: the next
-    instance starts with the new config anyway). Raises ReloadFailed."""
+    instance starts with the new config anyway). ``secret``: the pod's credential, which the
+    runtime's status endpoint asks for. Raises ReloadFailed."""
+    request = urllib.request.Request(f"http://{runtime}/status", headers=credential.header(secret))
     try:
-        with urllib.request.urlopen(f"http://{runtime}/status", timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:
             status = json.loads(response.read())
     except (OSError, ValueError) as e:
         raise ReloadFailed(f"the runtime's status endpoint {runtime} did not answer ({e})") from None

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from git_sync import gitconfig, logs, options, server
+from git_sync import credential, gitconfig, logs, options, server
 from git_sync.auth import Credential, Credentials, SSHConfigError, redact, scrub_environment, ssh_command
 from git_sync.errors import SyncError
 from git_sync.git import Git
@@ -67,6 +67,12 @@ def run(opts: options.Options) -> int:
     except OSError as e:
         logs.error("can't set up git's config", e)
         return 1
+    token_file = os.environ.get(credential.VARIABLE, "") if opts.http_bind else ""
+    try:
+        secret = credential.read(token_file) if token_file else None
+    except credential.CredentialError as e:
+        logs.error(f"can't use ${credential.VARIABLE}", e)
+        return 1
     if options.github_app_configured(opts):
         LOG.warning("GitHub app authentication is not supported by this git-sync: the "
                     "--github-app-* flags are accepted and ignored; give --username with "
@@ -97,7 +103,7 @@ def run(opts: options.Options) -> int:
         return 1
     if opts.http_bind:
         try:
-            server.serve(opts.http_bind, syncer, metrics if opts.http_metrics else None, opts.http_pprof)
+            server.serve(opts.http_bind, syncer, metrics if opts.http_metrics else None, opts.http_pprof, secret)
         except (OSError, ValueError) as e:
             logs.error(f"can't serve HTTP on {opts.http_bind}", e)
             return 1

@@ -6,7 +6,8 @@ imports (`http.client`, `email`, `html`, `mimetypes`) would be a good part of
 an idle sidecar's memory. It serves three fixed routes to probes, scrapers and
 the control plane: request line, headers, an optional `Content-Length` body,
 keep-alive. Each connection gets a thread, so a `POST /sync` waiting for a
-sync never blocks the probes.
+sync never blocks the probes. With the pod's credential (`git_sync.credential`), `POST /sync`
+and the debug endpoints want it; readiness and `/metrics` stay open.
 """
 
 import json
@@ -15,16 +16,18 @@ import socketserver
 import threading
 from typing import Any
 
+from git_sync import credential
 from git_sync.errors import SyncError
 from git_sync.logs import LOG, V
 from git_sync.metrics import Metrics
 from git_sync.syncer import Syncer
 
-_REASONS = {200: "OK", 400: "Bad Request", 405: "Method Not Allowed",
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 405: "Method Not Allowed",
             500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
 _MAX_LINE = 8192
 _MAX_HEADERS = 100
 _IDLE_TIMEOUT = 120.0  # seconds a kept-alive connection may sit idle
+_UNAUTHORIZED = {"error": f"this endpoint needs the pod's credential (Authorization: Bearer, {credential.VARIABLE})"}
 
 
 class _BadRequest(Exception):
@@ -38,6 +41,7 @@ class _Server(socketserver.ThreadingTCPServer):
     syncer: Syncer
     metrics: Metrics | None
     pprof: bool = False
+    secret: bytes | None = None
 
 
 class _Server6(_Server):
@@ -98,7 +102,11 @@ class _Handler(socketserver.StreamRequestHandler):
     def _dispatch(self, method: str, path: str, headers: dict[str, str], keep_alive: bool) -> None:
         LOG.log(V(2), "http: %s %s %s", self.client_address[0], method, path)
         head = method == "HEAD"
-        if path == "/sync":
+        pprof = self.server.pprof and (path == "/debug/pprof" or path.startswith("/debug/pprof/"))
+        if (path == "/sync" or pprof) and not credential.allows(self.server.secret, headers.get("authorization")):
+            self._send(401, json.dumps(_UNAUTHORIZED).encode() + b"\n", keep_alive, "application/json",
+                       head=head, extra=("WWW-Authenticate: Bearer",))
+        elif path == "/sync":
             if method != "POST":
                 self._send(405, b"method not allowed\n", keep_alive, extra=("Allow: POST",))
                 return
@@ -108,7 +116,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 self._send_json(e.http_status, {"error": str(e)}, keep_alive)
             else:
                 self._send_json(200, {"hash": result.hash, "changed": result.changed}, keep_alive)
-        elif self.server.pprof and (path == "/debug/pprof" or path.startswith("/debug/pprof/")):
+        elif pprof:
             from git_sync import pprof  # traceback and its imports: only for those who ask
 
             status, body = pprof.answer(path)
@@ -153,13 +161,15 @@ def parse_bind(bind: str) -> tuple[str, int]:
 
 
 def serve(
-    bind: str, syncer: Syncer, metrics: Metrics | None, debug: bool = False
+    bind: str, syncer: Syncer, metrics: Metrics | None, debug: bool = False, secret: bytes | None = None
 ) -> socketserver.BaseServer:
-    """Start serving on `bind` in a daemon thread; raises OSError if it can't bind."""
+    """Start serving on `bind` in a daemon thread; raises OSError if it can't bind.
+    ``secret``: the pod's credential, which `POST /sync` and the debug endpoints then want."""
     host, port = parse_bind(bind)
     server = (_Server6 if ":" in host else _Server)((host, port), _Handler)
     server.syncer = syncer
     server.metrics = metrics
     server.pprof = debug  # --http-pprof
+    server.secret = secret
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     return server

@@ -1,4 +1,5 @@
-"""`paas-topz`: parameters from the environment first (`TOPZ_ADDR`, `TOPZ_SAMPLE`), then flags."""
+"""`paas-topz`: parameters from the environment first (`TOPZ_ADDR`, `TOPZ_SAMPLE`,
+`TOPZ_TOKEN_FILE`), then flags."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from paas_topz import __version__, server
+from paas_topz import __version__, credential, server
 
 DEFAULT_ADDR = "0.0.0.0:8080"
 
@@ -23,10 +24,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="paas-topz",
         description="Serve the processes of this PID namespace (a pod's) at /topz.",
-        epilog="environment: TOPZ_ADDR (HOST:PORT, default 0.0.0.0:8080), TOPZ_SAMPLE (seconds, default 0.1)",
+        epilog="environment: TOPZ_ADDR (HOST:PORT, default 0.0.0.0:8080), TOPZ_SAMPLE (seconds, default 0.1), "
+        "TOPZ_TOKEN_FILE (the pod's credential, which /topz then requires; default none)",
     )
     parser.add_argument("--addr", type=parse_addr, default=None, help=f"HOST:PORT to listen on ($TOPZ_ADDR; default {DEFAULT_ADDR})")
     parser.add_argument("--sample", type=float, default=None, help="seconds over which CPU %% is measured ($TOPZ_SAMPLE; default 0.1)")
+    parser.add_argument("--token-file", default=None,
+                        help="a file holding the pod's credential, which /topz then requires ($TOPZ_TOKEN_FILE)")
     parser.add_argument("--version", action="version", version=__version__)
     args = parser.parse_args(argv)
     try:
@@ -38,8 +42,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < sample <= 10:
         print("paas-topz: error: the sample must be between 0 and 10 seconds", file=sys.stderr)
         return 2
+    token_file = args.token_file if args.token_file is not None else os.environ.get("TOPZ_TOKEN_FILE", "")
     try:
-        server.serve(host, port, sample, lambda bound: print(f"paas-topz: serving /topz on {bound[0]}:{bound[1]}", flush=True))
+        secret = credential.read(token_file) if token_file else None
+    except credential.CredentialError as e:
+        print(f"paas-topz: error: TOPZ_TOKEN_FILE: {e}", file=sys.stderr)
+        return 2
+    try:
+        server.serve(host, port, sample, lambda bound: print(f"paas-topz: serving /topz on {bound[0]}:{bound[1]}", flush=True),
+                     secret)
     except OSError as e:
         print(f"paas-topz: error: cannot listen on {host}:{port}: {e.strerror}", file=sys.stderr)
         return 1

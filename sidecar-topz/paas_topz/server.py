@@ -1,5 +1,8 @@
 """The HTTP endpoint: `/topz` (text, or JSON), `/healthz`.
 
+`/topz` wants the pod's credential when one is configured (`paas_topz.credential`);
+`/healthz`, a probe's, stays open: it tells nothing.
+
 A small HTTP/1.1 server on `socketserver` (not `http.server`, whose imports would be a
 good part of an idle sidecar's memory): GET only, one thread per connection, keep-alive.
 """
@@ -12,9 +15,10 @@ import socketserver
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
-from paas_topz import procs
+from paas_topz import credential, procs
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"}
+UNAUTHORIZED = b'{"error": "this endpoint needs the pod\'s credential (Authorization: Bearer, TOPZ_TOKEN_FILE)"}\n'
 _MAX_LINE = 8192
 
 
@@ -22,6 +26,7 @@ class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
     sample: float = 0.1
+    secret: bytes | None = None
 
 
 class _Server6(_Server):
@@ -70,6 +75,8 @@ class _Handler(socketserver.StreamRequestHandler):
             return self._send(200, b"ok\n", "text/plain; charset=utf-8", keep, head=method == "HEAD")
         if path != "/topz":
             return self._send(404, b"not found: try /topz\n", "text/plain; charset=utf-8", keep)
+        if not credential.allows(self.server.secret, headers.get("authorization")):
+            return self._send(401, UNAUTHORIZED, "application/json", keep, ("WWW-Authenticate: Bearer",))
         found = procs.snapshot(self.server.sample)
         wants_json = parse_qs(query).get("format") == ["json"] or "application/json" in headers.get("accept", "")
         if wants_json:
@@ -87,9 +94,12 @@ class _Handler(socketserver.StreamRequestHandler):
             pass
 
 
-def serve(host: str, port: int, sample: float, ready: Callable[[tuple[str, int]], None] = lambda a: None) -> None:
-    """Serve until the process ends; raises OSError if the address can't be bound."""
+def serve(host: str, port: int, sample: float, ready: Callable[[tuple[str, int]], None] = lambda a: None,
+          secret: bytes | None = None) -> None:
+    """Serve until the process ends, to requests carrying ``secret`` (the pod's credential)
+    if there is one; raises OSError if the address can't be bound."""
     server = (_Server6 if ":" in host else _Server)((host, port), _Handler)
     server.sample = sample
+    server.secret = secret
     ready(server.server_address[:2])
     server.serve_forever()

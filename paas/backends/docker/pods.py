@@ -18,7 +18,7 @@ import socket
 import tarfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 
 from docker.errors import APIError, DockerException, NotFound
@@ -112,11 +112,11 @@ class DockerBackend:
             except DockerException as e:
                 raise BackendError(f"docker could not recreate the pod of {app}: {images._reason(e)}") from None
 
-    def pods(self) -> dict[str, PodStatus]:
+    def pods(self, credentials: Mapping[str, str] | None = None) -> dict[str, PodStatus]:
         grouped: dict[str, list[DockerContainer]] = {}
         for c in self.client.containers.list(all=True, filters={"label": ["paas.app", self._owner]}):
             grouped.setdefault(c.labels["paas.app"], []).append(c)
-        return {app: self._status(app, containers) for app, containers in grouped.items()}
+        return {app: self._status(app, containers, (credentials or {}).get(app)) for app, containers in grouped.items()}
 
     def logs(self, app: str, follow: bool = False, tail: int = 200) -> Iterator[str]:
         containers = [c for c in self._containers(app) if c.labels.get("paas.container") != INFRA]
@@ -190,8 +190,8 @@ class DockerBackend:
     ) -> None:
         env = dict(container.env)
         for port in container.ports:  # the pod has its own network namespace: bind all, as declared
-            if port.bind_env:
-                env[port.bind_env] = f"0.0.0.0:{port.number}"
+            if port.bind_env:  # (but what only the pod's containers call on loopback)
+                env[port.bind_env] = f"{'127.0.0.1' if port.pod_only else '0.0.0.0'}:{port.number}"
         numbers = {(c.name, p.name): p.number for c in spec.containers for p in c.ports}
         env |= {var: f"127.0.0.1:{numbers[peer]}" for var, peer in container.peers.items() if peer in numbers}
         labels = self._labels(spec, container.name, restarts) | {
@@ -312,7 +312,7 @@ class DockerBackend:
     def _containers(self, app: str) -> list[DockerContainer]:
         return self.client.containers.list(all=True, filters={"label": [f"paas.app={app}", self._owner]})
 
-    def _status(self, app: str, containers: list[DockerContainer]) -> PodStatus:
+    def _status(self, app: str, containers: list[DockerContainer], credential: str | None) -> PodStatus:
         digests = {c.labels.get("paas.digest", "") for c in containers}
         statuses_list = []
         statuses: dict[str, dict] = {}
@@ -341,7 +341,7 @@ class DockerBackend:
             endpoint = json.loads(c.labels.get("paas.status") or "{}")
             if endpoint and c.status == "running" and address:
                 number = json.loads(c.labels.get("paas.ports", "{}")).get(endpoint["port"])
-                statuses[name] = read_status(f"http://{address}:{number}{endpoint['path']}")
+                statuses[name] = read_status(f"http://{address}:{number}{endpoint['path']}", credential)
         digest = digests.pop() if len(digests) == 1 else ""
         return PodStatus(app, digest, statuses_list, statuses, reports)
 

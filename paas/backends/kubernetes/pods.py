@@ -15,7 +15,7 @@ import json
 import re
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -128,7 +128,12 @@ class KubernetesBackend:
         except (ApiException, HTTPError, OSError) as e:
             raise BackendError(f"Kubernetes could not recreate the pod of {app}: {_reason(e)}") from None
 
-    def pods(self) -> dict[str, PodStatus]:
+    def pods(self, credentials: Mapping[str, str] | None = None) -> dict[str, PodStatus]:
+        newest = self._newest()
+        return {app: self._status(app, pod, (credentials or {}).get(app)) for app, pod in newest.items()}
+
+    def _newest(self) -> dict[str, client.V1Pod]:
+        """Each app's newest pod that isn't terminating (also kept for `endpoint`)."""
         selector = f"app.kubernetes.io/managed-by={render.MANAGED_BY},{render.INSTANCE_LABEL}={self.instance}"
         try:
             found = self.core.list_namespaced_pod(self.namespace, label_selector=selector,
@@ -143,7 +148,7 @@ class KubernetesBackend:
             if app not in newest or pod.metadata.creation_timestamp > newest[app].metadata.creation_timestamp:
                 newest[app] = pod
         self._seen = newest
-        return {app: self._status(app, pod) for app, pod in newest.items()}
+        return newest
 
     def logs(self, app: str, follow: bool = False, tail: int = 200) -> Iterator[str]:
         """Read at once (so an unreadable pod is an error, not an empty answer); followed lazily."""
@@ -237,8 +242,7 @@ class KubernetesBackend:
         return ports
 
     def _pod(self, app: str) -> client.V1Pod | None:
-        self.pods()
-        return self._seen.get(app)
+        return self._newest().get(app)
 
     def _url(self, pod: client.V1Pod, about: dict, port: str) -> str | None:
         """Where the control plane reaches a port the pod's annotation describes (``about``: a
@@ -253,7 +257,7 @@ class KubernetesBackend:
             address = pod.status.pod_ip if pod.status else None
         return f"http://{address}:{number}" if address else None
 
-    def _status(self, app: str, pod: client.V1Pod) -> PodStatus:
+    def _status(self, app: str, pod: client.V1Pod, credential: str | None) -> PodStatus:
         described = _described(pod)
         statuses = {s.name: s for s in (pod.status.init_container_statuses or []) + (pod.status.container_statuses or [])}
         containers: list[ContainerStatus] = []
@@ -272,7 +276,7 @@ class KubernetesBackend:
             if status and state == "running":
                 url = self._url(pod, about, status["port"])
                 if url:
-                    endpoints[name] = read_status(f"{url}{status['path']}")
+                    endpoints[name] = read_status(f"{url}{status['path']}", credential)
         annotations = pod.metadata.annotations or {}
         return PodStatus(app, annotations.get(render.DIGEST, ""), containers, endpoints)
 
