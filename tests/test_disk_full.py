@@ -5,6 +5,7 @@ space comes back, not after a restart — while what served serves on."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -27,6 +28,7 @@ from helpers import (
     stdlib_manifest,
     wait_for,
 )
+from paas.backends.logfiles import LogWriter
 
 pytestmark = pytest.mark.slow
 MIN_FREE_MB = 16  # the test's PAAS_MIN_FREE_MB: the 64 MB disk holds the pods and a deploy
@@ -212,3 +214,32 @@ def test_a_release_cancelled_while_git_sync_could_not_write_never_serves(signall
     wait_for(lambda: get_text(url) == "one", 60, 0.1, "v3 served after the restart")
     cp.after_passes()
     assert statuses(cp, "probe") == ["live", "cancelled", "superseded"]
+
+
+def test_a_pods_log_writer_reads_on_while_the_disk_is_full(tmp_path):
+    """A line that can't be written is dropped and counted; the process's output is still
+    read, so an app printing to a full disk is never blocked on its pipe."""
+    with small_disk(tmp_path / "logs", 1) as logs:
+        read, write = os.pipe()
+        writer = LogWriter(os.fdopen(read, "rb"), logs / "app.log")
+        filler = fill_disk(logs)
+        os.set_blocking(write, False)
+        line, sent, deadline = b"x" * 99 + b"\n", 0, time.monotonic() + 20
+        while sent < 2 * 1024 * 1024:  # 32 times what the pipe holds
+            try:
+                sent += os.write(write, line)
+            except BlockingIOError:
+                assert time.monotonic() < deadline, f"the log writer stopped reading after {sent} bytes"
+                time.sleep(0.001)
+        filler.unlink()
+        os.set_blocking(write, True)
+        os.write(write, b"after\n")
+        log = logs / "app.log"
+        wait_for(lambda: b" after\n" in log.read_bytes(), 10, what="the line after space came back")
+        text = log.read_bytes()
+        lost = [int(n) for n in re.findall(rb"paas: (\d+) lines of output lost \(No space left on device\)\n", text)]
+        written = text.count(line)
+        assert lost and written + sum(lost) == sent // len(line), (written, lost, sent)  # each line kept or counted
+        assert text.endswith(b" after\n")
+        os.close(write)
+        writer.join(10)
