@@ -331,7 +331,8 @@ def test_an_apps_own_name_is_routed_to_it_whoever_claimed_it_before():
     from paas.routes import build
 
     def spec(name: str, port: int, *hosts: str) -> AppSpec:
-        return AppSpec(name, port, Source("", "main", 10), None, None, {}, "/", 30, hosts=(f"{name}.localhost", *hosts))
+        return AppSpec(name, port, Source("", "main", 10), None, None, {}, "/", 30, hosts=(f"{name}.localhost", *hosts),
+                       credential="not used here")
 
     table = build([spec("early", 10001, "future.localhost", "early.example.test"), spec("future", 10002)], {},
                   "127.0.0.1", "localhost")
