@@ -46,24 +46,32 @@ class LogWriter(threading.Thread):
             self.stream.close()
 
     def _write(self, line: bytes) -> None:
+        """Write ``line`` unbuffered (what raised was not written whole: counted once); the
+        count of lines lost before it first, as a line of its own."""
         if self._out is not None and self._out.tell() > MAX_BYTES:
             self._close()
             self.path.replace(self.path.with_suffix(".log.1"))
         if self._out is None:
-            self._out = self.path.open("ab")
-        lost = f"{now()} paas: {self.lost} lines of output lost ({self._why})\n".encode() if self.lost else b""
-        self._out.write(lost + now().encode() + b" " + line.rstrip(b"\n") + b"\n")
-        self._out.flush()
-        self.lost = 0
+            self._out = self.path.open("ab", buffering=0)
+        if self.lost:
+            _write_all(self._out, f"{now()} paas: {self.lost} lines of output lost ({self._why})\n".encode())
+            self.lost = 0
+        _write_all(self._out, now().encode() + b" " + line.rstrip(b"\n") + b"\n")
 
     def _close(self) -> None:
-        """Close the file (what a full disk left unflushed goes with it)."""
+        """Close the file (after a write that failed, to open it afresh for the next)."""
         out, self._out = self._out, None
         if out is not None:
             try:
                 out.close()
             except OSError:
                 pass
+
+
+def _write_all(out: IO[bytes], data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[out.write(view) or 0 :]
 
 
 def _split(raw: str, container: str) -> tuple[str, str]:
