@@ -88,9 +88,9 @@ def up(
             "router_tls_port": router_tls_port,
         }
     )
-    os.umask(0o077)  # everything the platform writes is its own
     # First of all: a data directory a running control plane holds is left alone.
-    lock.acquire(settings.data_dir, settings.url)
+    lock.acquire(settings.data_dir, settings.url)  # its parents made as the user's umask says
+    os.umask(0o077)  # everything the platform writes from here on is its own
     listeners = [launch.listen(settings.host, settings.port, "", "use --port")]  # free, or one sentence
     router = launch.part(settings)  # its ports free, or one sentence
     uids = settings.uids if settings.backend == "local" else None
