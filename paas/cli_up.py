@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import getpass
 import os
-import signal
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import click
 
@@ -73,7 +71,8 @@ def up(
     from paas.router import launch
     from paas.server import serve
     from paas.store import Store
-    from paas.supervisor import Part, Supervisor
+    from paas.supervisor import Part
+    from paas.supervisor import launch as supervise
 
     settings = Settings.load(
         {
@@ -92,7 +91,7 @@ def up(
     lock.acquire(settings.data_dir, settings.url)  # its parents made as the user's umask says
     os.umask(0o077)  # everything the platform writes from here on is its own
     listeners = [launch.listen(settings.host, settings.port, "", "use --port")]  # free, or one sentence
-    router = launch.part(settings)  # its ports free, or one sentence
+    router = launch.part(settings)  # its ports free, or one sentence; open until the router has them
     uids = settings.uids if settings.backend == "local" else None
     datadir.secure(settings.data_dir, apps_pass_through=uids is not None)
     store = Store.in_data_dir(settings.data_dir)  # migrated here, or refused in one sentence
@@ -107,33 +106,30 @@ def up(
     for address in _check_backend(settings):
         listeners.append(launch.listen(address, settings.port, " (the Docker bridge's address)", "use --port"))
     settings = settings.with_token()
-    supervisor = Supervisor(settings.data_dir, say=lambda line: click.echo(line, err=True), reap_orphans=True)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: supervisor.stopping.set())
-    try:
-        if settings.backend == "local":
-            settings = replace(settings, pod_host=str(podhost.socket_path(settings.data_dir)))
-            supervisor.start(_pod_host(settings))
-        if router is not None:
-            supervisor.start(router[0])
-        fds = tuple(listener.fileno() for listener in listeners)
-        env = os.environ | serve.environment(settings, fds, lock.descriptor(settings.data_dir))
-        api = Part("API", [sys.executable, "-m", "paas.server.serve"], env=env, keep=tuple(listeners),
-                   pass_fds=(*fds, lock.descriptor(settings.data_dir)), ready=lambda: _answers(settings.url))
-        supervisor.start(api)
-    except BaseException:
-        supervisor.stop()
-        raise
+    parts: list[Part] = []
+    if settings.backend == "local":
+        settings = replace(settings, pod_host=str(podhost.socket_path(settings.data_dir)))
+        parts.append(_pod_host(settings))
+    if router is not None:
+        parts.append(router[0])
+    fds = tuple(listener.fileno() for listener in listeners)
+    lock_fd = lock.descriptor(settings.data_dir)
+    api_url = urlsplit(settings.url)
+    parts.append(Part("API", [sys.executable, "-m", "paas.server.serve"],
+                      env=serve.environment(settings, fds, lock_fd), pass_fds=(*fds, lock_fd),
+                      ready_http=(api_url.hostname or "127.0.0.1", api_url.port or 80, "/api/v1/healthz")))
     config = write_config(settings.url, settings.token)
-    click.echo(f"paas control plane ({settings.backend} backend), data in {settings.data_dir}")
-    click.echo(f"console:  {settings.url}/")
-    click.echo(f"apps:     {', '.join(router[1]) if router else 'no router (its ports are 0)'}")
-    click.echo(f"users:    {_who_apps_run_as(settings)}")
-    click.echo(f"token:    {settings.token}")
-    click.echo(f"CLI configured in {config}; stop with Ctrl-C")
-    click.echo(f"git push auth: git config --global credential.{settings.url}.helper '!paas git-credential'")
-    click.echo("trust the apps' certificates: paas ca > paas-ca.pem (then add it to your browser or system)")
-    supervisor.run()
+    banner = [
+        f"paas control plane ({settings.backend} backend), data in {settings.data_dir}",
+        f"console:  {settings.url}/",
+        f"apps:     {', '.join(router[1]) if router else 'no router (its ports are 0)'}",
+        f"users:    {_who_apps_run_as(settings)}",
+        f"token:    {settings.token}",
+        f"CLI configured in {config}; stop with Ctrl-C",
+        f"git push auth: git config --global credential.{settings.url}.helper '!paas git-credential'",
+        "trust the apps' certificates: paas ca > paas-ca.pem (then add it to your browser or system)",
+    ]
+    supervise(settings.data_dir, parts, banner)  # this process becomes the supervisor
 
 
 def _check_backend(settings: Settings) -> tuple[str, ...]:
@@ -169,7 +165,7 @@ def _pod_host(settings: Settings) -> Part:
             "--apps-host", settings.app_address, "--app-uids", f"{uids.start}-{uids.stop - 1}" if uids else "off"]
     path = podhost.socket_path(settings.data_dir)
     path.unlink(missing_ok=True)  # a killed pod host's: ready means a new one listens
-    return Part("pod host", argv, ready=path.exists)
+    return Part("pod host", argv, ready_path=str(path))
 
 
 def _who_apps_run_as(settings: Settings) -> str:
@@ -182,16 +178,6 @@ def _who_apps_run_as(settings: Settings) -> str:
         return "apps run as root (PAAS_APP_UIDS=off): they can read the platform's secrets"
     return (f"apps run as you ({getpass.getuser()}) and share your rights; the platform's files are "
             "private (0600/0700), but run paas up as root to give each app a user of its own")
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/api/v1/healthz", timeout=1):
-            return True
-    except urllib.error.HTTPError:
-        return True  # it answers (a part may be down meanwhile)
-    except OSError:
-        return False
 
 
 @click.group(context_settings=CONTEXT)

@@ -1,8 +1,11 @@
 """`paas up`'s supervisor: the platform's own processes — the API (gunicorn), the router, the
 local pod host — each started, watched and restarted on exit with backoff.
 
-It runs in `paas up`'s main thread and owns nothing but its children: each part is its own
-process, so the router keeps routing and the pods keep serving while the API's worker (or
+`paas up` checks what it must (ports, the data directory, the backend), then replaces
+itself by ``python -m paas.supervisor`` (same pid, the lock's and listeners' descriptors
+kept), handing it the plan of its parts through a pipe: what supervises costs only what it
+imports, not the CLI's and the control plane's modules. It owns nothing but its children:
+each part is its own process, so the router keeps routing and the pods keep serving while the API's worker (or
 the API itself) restarts, and a part that dies is back within a second or so. What each part
 is doing is kept in ``run/parts.json`` (written whole, then renamed), with the parts' deaths
 and restarts as events: the API's ``/healthz`` reads it, answering 503 while a part is down.
@@ -17,12 +20,15 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from paas.errors import PaasError
 from paas.reaper import Reaper, die_with_parent
@@ -43,14 +49,16 @@ def parts_path(data_dir: Path) -> Path:
 
 @dataclass
 class Part:
-    """One of the platform's processes: how to start it, and how to tell it is ready."""
+    """One of the platform's processes: how to start it, and how to tell it is ready — a file
+    that appears (``ready_path``, a socket it listens on) or an HTTP answer on loopback
+    (``ready_http``: port and path)."""
 
     name: str
     argv: list[str]
-    env: dict[str, str] | None = None
+    env: dict[str, str] = field(default_factory=dict)  # added to the supervisor's own
     pass_fds: tuple[int, ...] = ()
-    ready: Callable[[], bool] | None = None
-    keep: tuple[object, ...] = field(default=(), repr=False)  # what its fds belong to (listening sockets)
+    ready_path: str = ""
+    ready_http: tuple[str, int, str] | None = None
     proc: subprocess.Popen | None = field(default=None, repr=False)
     started: float = 0.0
     restarts: int = 0
@@ -61,9 +69,28 @@ class Part:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            self.argv, env=self.env, pass_fds=self.pass_fds, preexec_fn=die_with_parent, stdin=subprocess.DEVNULL
+            self.argv, env=os.environ | self.env, pass_fds=self.pass_fds, preexec_fn=die_with_parent,
+            stdin=subprocess.DEVNULL,
         )
         self.started = time.time()
+
+    def ready(self) -> bool:
+        if self.ready_path:
+            return os.path.exists(self.ready_path)
+        if self.ready_http:
+            return _answers(*self.ready_http)
+        return True
+
+    def plan(self) -> dict:
+        """What `paas up` hands the supervisor of this part."""
+        return {"name": self.name, "argv": self.argv, "env": self.env, "pass_fds": list(self.pass_fds),
+                "ready_path": self.ready_path, "ready_http": self.ready_http}
+
+    @classmethod
+    def planned(cls, plan: dict) -> Part:
+        http = plan.get("ready_http")
+        return cls(plan["name"], list(plan["argv"]), dict(plan["env"]), tuple(plan["pass_fds"]),
+                   plan.get("ready_path", ""), (str(http[0]), int(http[1]), str(http[2])) if http else None)
 
     def to_json(self) -> dict:
         return {
@@ -92,7 +119,7 @@ class Supervisor:
         part.start()
         self._write()
         deadline = time.monotonic() + timeout
-        while part.ready is not None and not part.ready():
+        while not part.ready():
             assert part.proc is not None
             if self.stopping.is_set() or part.proc.poll() is not None or time.monotonic() > deadline:
                 raise PartFailed(f"the {part.name} did not start ({_exit(part.proc.poll())})")
@@ -182,6 +209,57 @@ class Supervisor:
         os.replace(tmp, self.path)
 
 
+def launch(data_dir: Path, parts: list[Part], banner: list[str]) -> NoReturn:
+    """Become the supervisor of ``parts`` (this process, exec'd): it starts them in order,
+    prints ``banner`` once they are ready and watches them until told to stop. The parts'
+    descriptors are kept across the exec."""
+    plan = json.dumps({"data_dir": str(data_dir), "parts": [p.plan() for p in parts], "banner": banner}).encode()
+    if len(plan) > 60_000:  # what a pipe holds before a write blocks
+        raise PaasError("the platform's plan is too large to hand to its supervisor")
+    read, write = os.pipe()
+    os.write(write, plan)
+    os.close(write)
+    for fd in {read, *(fd for p in parts for fd in p.pass_fds)}:
+        os.set_inheritable(fd, True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "paas.supervisor", "--plan-fd", str(read)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = (argv if argv is not None else sys.argv[1:])
+    if len(args) != 2 or args[0] != "--plan-fd":
+        print("usage: python -m paas.supervisor --plan-fd FD (paas up runs it)", file=sys.stderr)
+        return 2
+    with os.fdopen(int(args[1]), "rb") as f:
+        plan = json.loads(f.read())
+    supervisor = Supervisor(Path(plan["data_dir"]), say=lambda line: print(line, file=sys.stderr, flush=True),
+                            reap_orphans=True)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: supervisor.stopping.set())
+    try:
+        for part in plan["parts"]:
+            supervisor.start(Part.planned(part))
+    except PaasError as e:
+        supervisor.stop()
+        print(f"error: {e.message}", file=sys.stderr)
+        return 1
+    for line in plan["banner"]:
+        print(line, flush=True)
+    supervisor.run()
+    return 0
+
+
+def _answers(host: str, port: int, path: str) -> bool:
+    """Whether an HTTP server answers ``GET path`` at ``host:port`` (any status)."""
+    try:
+        with socket.create_connection((host, port), timeout=1) as conn:
+            conn.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+            return conn.recv(5) == b"HTTP/"
+    except OSError:
+        return False
+
+
 def read_parts(data_dir: Path) -> dict | None:
     """The parts as the running supervisor last wrote them; None without one (the control
     plane runs on its own, as in tests, or the supervisor that wrote it is gone)."""
@@ -203,3 +281,7 @@ def _exit(code: int | None) -> str:
             name = f"signal {-code}"
         return f"was killed by {name}"
     return f"exited with code {code}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from paas import jsonhttp, runtime_status
+from paas import jsonhttp
 from paas.podmodel import APP, PodSpec
-from paas.runtime_status import RuntimeStatus
+
+if TYPE_CHECKING:
+    from paas.runtime_status import RuntimeStatus
 
 STATUS_TIMEOUT = 1.0
 
@@ -51,7 +53,10 @@ class PodStatus:
 
     @cached_property
     def runtime(self) -> RuntimeStatus:
-        """The runtime's status, as it reported it."""
+        """The runtime's status, as it reported it (parsed by the control plane; the pod host,
+        which only passes statuses on, never imports the parser)."""
+        from paas import runtime_status
+
         app = next((c.name for c in self.containers if c.role == APP), None)
         return runtime_status.parse(self.statuses.get(app) if app else None)
 

@@ -29,11 +29,11 @@ def listen(host: str, port: int, purpose: str, hint: str) -> socket.socket:
     return listener
 
 
-def part(settings: Settings) -> tuple[Part, list[str]] | None:
+def part(settings: Settings) -> tuple[Part, list[str], list[socket.socket]] | None:
     """The router on the settings' ports, as a part for `paas up`'s supervisor, and the URLs
-    it serves as patterns (``http://NAME.<domain>:PORT/``); None when both ports are 0. The
-    listening sockets stay open in `paas up`: each router process it starts is handed them,
-    so a restarted router takes over the connections that queued meanwhile."""
+    it serves as patterns (``http://NAME.<domain>:PORT/``); None when both ports are 0; and
+    its listening sockets, which stay open in `paas up`: each router process it starts is
+    handed them, so a restarted router takes over the connections that queued meanwhile."""
     wanted = [(port, setting, tls) for port, setting, tls in (
         (settings.router_port, "PAAS_ROUTER_PORT", False),
         (settings.router_tls_port, "PAAS_ROUTER_TLS_PORT", True),
@@ -55,5 +55,5 @@ def part(settings: Settings) -> tuple[Part, list[str]] | None:
     for listener, tls in listeners:
         args += ["--tls-fd" if tls else "--fd", str(listener.fileno())]
     urls = [f"{'https' if tls else 'http'}://NAME.{settings.domain}:{port}/" for port, _, tls in wanted]
-    sockets = tuple(listener for listener, _ in listeners)
-    return Part("router", args, pass_fds=tuple(s.fileno() for s in sockets), keep=sockets), urls
+    sockets = [listener for listener, _ in listeners]
+    return Part("router", args, pass_fds=tuple(s.fileno() for s in sockets)), urls, sockets
