@@ -135,7 +135,7 @@ def _responses(reader: BinaryIO, methods: list[str]) -> list[tuple[int, dict[str
         while (line := reader.readline()) not in (b"\r\n", b""):
             name, value = line.decode("latin-1").split(":", 1)
             headers[name.lower()] = value.strip()
-        size = 0 if method == "HEAD" else int(headers["content-length"])
+        size = 0 if method == "HEAD" or status < 200 else int(headers["content-length"])
         answers.append((status, headers, reader.read(size)))
     return answers
 
@@ -270,6 +270,12 @@ def test_each_request_of_a_kept_alive_connection_goes_to_the_app_its_host_names(
         for method, request, _ in requests:
             sock.sendall(request)
             answers += _responses(reader, [method])
+            if request.startswith(b"POST /length"):  # then one sent after a 100 Continue, to a
+                sock.sendall(b"PUT /continue HTTP/1.1\r\nHost: a.localhost\r\nContent-Length: 4\r\n"
+                             b"Expect: 100-continue\r\n\r\n")
+                assert _responses(reader, ["PUT"])[0][0] == 100
+                sock.sendall(b"body")
+                assert _responses(reader, ["PUT"])[0][::2] == (200, b"a PUT /continue 4")
         rest = reader.read()
     assert [(status, body) for status, _, body in answers[:-1]] == [(200, body) for _, _, body in requests[:-1]]
     assert answers[4][1]["content-length"] == str(len(b"a HEAD /head 0"))

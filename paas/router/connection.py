@@ -94,7 +94,7 @@ class RoutedConnection(Connection):
         if isinstance(backend, bytes):
             Refusal(self._reactor, self._client, backend)
             return
-        count, heads = self._split(pieces, backend)
+        count, heads = self._split(pieces, backend, 1)
         self._overlapped |= heads > 1
         backend.acquire()
         self._connect(backend, bytes(_join(pieces[:count])))
@@ -105,13 +105,14 @@ class RoutedConnection(Connection):
         else:
             self._time_head()
 
-    def _split(self, pieces: list[Piece], backend: Backend | None) -> tuple[int, int]:
-        """How many of the pieces, from the first, go to ``backend``, and how many requests
-        they open; after one that is ``last`` the connection is a tunnel."""
+    def _split(self, pieces: list[Piece], backend: Backend | None, chosen: int = 0) -> tuple[int, int]:
+        """How many of the pieces, from the first, go to ``backend`` (the first ``chosen`` do:
+        a head that chose it, or none), and how many requests they open; after one that is
+        ``last`` the connection is a tunnel."""
         count = heads = 0
         for head, _ in pieces:
             if head is not None:
-                if self._proxy.choose(head) is not backend:
+                if count >= chosen and self._proxy.choose(head) is not backend:
                     break
                 heads += 1
                 self._tunnel = head.last

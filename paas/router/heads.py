@@ -22,7 +22,6 @@ MAX_HEAD = 32 * 1024
 #: A stand-in head that puts a fresh h11 parser at the start of a chunked body.
 _CHUNKED = b"POST / HTTP/1.1\r\nHost: body\r\nTransfer-Encoding: chunked\r\n\r\n"
 
-_PORT = re.compile(r":\d*$")
 _BLANK_LINES = re.compile(rb"[\r\n]+")
 _CRLF = b"\r\n"
 #: What h11 quotes of the client's bytes at the end of an error (not repeated back).
@@ -51,7 +50,10 @@ def host_name(value: str) -> str | None:
     value = value.strip()
     if value.startswith("["):  # an IPv6 literal
         return value.split("]", 1)[0] + "]"
-    return _PORT.sub("", value).lower().rstrip(".") or None
+    name, colon, port = value.rpartition(":")
+    if colon and (not port or port.isdigit()):
+        value = name
+    return value.lower().rstrip(".") or None
 
 
 class Requests:
@@ -180,7 +182,8 @@ def _framing(request: h11.Request) -> tuple[str | None, bool, int, bool]:
     chunked = upgrade = close = keep_alive = False
     length: int | None = None
     host = None
-    for name, value in request.headers:
+    for raw_name, value in request.headers.raw_items():
+        name = raw_name.lower()
         if name == b"host":
             host = host_name(value.decode("latin-1"))  # h11 checked there is at most one
         elif name == b"transfer-encoding":
