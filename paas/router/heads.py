@@ -27,11 +27,12 @@ _CRLF = b"\r\n"
 #: What h11 quotes of the client's bytes at the end of an error (not repeated back).
 _QUOTED = re.compile(r":? *(?:bytearray\()?b['\"].*$", re.DOTALL)
 
+
 class Head(NamedTuple):
     """What a request (or a TLS connection) is routed by.
 
-    ``status`` is non-zero when the router answers it itself instead (400, 431, 501 — the
-    HTTP status, for a TLS connection a decode error), ``reason`` then says why in words.
+    ``status`` is non-zero when the router answers it itself instead (400, 431, 501, 505:
+    the HTTP status; for a TLS connection, a decode error), ``reason`` then says why in words.
     ``last``: nothing after this request is routed (it switches protocols or closes).
     """
 

@@ -205,7 +205,7 @@ def _nodelay(sock: socket.socket) -> None:
 
 
 class Refusal:
-    """Answers a client with a short HTTP error, then closes.
+    """Answers a client with a short HTTP error (or TLS alert, or nothing), then closes.
 
     The request is read and dropped meanwhile: closing with unread input would
     reset the connection before the client has read the answer.
