@@ -282,6 +282,19 @@ def test_each_request_of_a_kept_alive_connection_goes_to_the_app_its_host_names(
     assert answers[-1][0] == 404 and b"No app is served at nobody.localhost" in answers[-1][2] and rest == b""
 
 
+def test_a_large_body_goes_whole_to_its_app_and_the_request_after_it_to_its_own(router):
+    body = os.urandom(8 * 1024 * 1024)
+    with _connect(router.http) as sock:
+        reader = sock.makefile("rb")
+        sock.sendall(b"POST /big HTTP/1.1\r\nHost: a.localhost\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        first = _responses(reader, ["POST"])
+        sock.sendall(b"GET /after HTTP/1.1\r\nHost: b.localhost\r\n\r\n")
+        second = _responses(reader, ["GET"])
+    assert [(status, text) for status, _, text in first + second] == [
+        (200, b"a POST /big %d" % len(body)), (200, b"b GET /after 0"),
+    ]
+
+
 def test_pipelined_requests_for_another_app_end_the_connection_after_the_first_apps_answers(router):
     """The first app's answers come, in order; then the connection ends, the requests for
     `b` unanswered, for the client to send again (RFC 9112 §9.3.2), never another's answer."""
