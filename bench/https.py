@@ -25,7 +25,7 @@ the kind of app the platform runs. Every figure is the median of ``--rounds`` al
    new certificate replaces the files every 0.25 s; every socket error or non-2xx answer
    wrk reports counts as failed (target 0), and the sidecar must serve the last one.
 
-    python bench/https.py [--rounds 5] [--seconds 2]
+    python bench/https.py [--rounds 5] [--seconds 2] [--section router ...]
 """
 
 from __future__ import annotations
@@ -334,11 +334,17 @@ def rotation_figures(args: argparse.Namespace, tmp: Path, tls: int, sidecar: str
     )
 
 
+SECTIONS = ["tls", "router", "rotation"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--section", action="append", choices=SECTIONS,
+                        help="run only this section (repeatable; default: all)")
     args = parser.parse_args()
+    sections = args.section or SECTIONS
     if not shutil.which("wrk"):
         sys.exit("bench/https.py needs wrk (apt-get install wrk)")
     procs: list[subprocess.Popen] = []
@@ -383,9 +389,12 @@ def main() -> None:
                 f"upstream: Flask under gunicorn (2 gthread workers x 4 threads); wrk 1 thread, 8 connections, "
                 f"{args.seconds:g} s per run, median of {args.rounds} alternating runs"
             )
-            tls_figures(args, plain, sidecar, by_nginx)
-            router_figures(args, tmp, procs, nginx)
-            rotation_figures(args, tmp, tls, sidecar)
+            if "tls" in sections:
+                tls_figures(args, plain, sidecar, by_nginx)
+            if "router" in sections:
+                router_figures(args, tmp, procs, nginx)
+            if "rotation" in sections:
+                rotation_figures(args, tmp, tls, sidecar)
         finally:
             for proc in procs:
                 proc.terminate()

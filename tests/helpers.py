@@ -453,3 +453,14 @@ def peer_fingerprint(sock: ssl.SSLSocket) -> str:
     der = sock.getpeercert(binary_form=True)
     assert der is not None
     return fingerprint(ssl.DER_cert_to_PEM_cert(der).encode())
+
+
+def tls_records(message: bytes, *sizes: int) -> bytes:
+    """A TLS handshake ``message`` as records of these fragment sizes (the last takes the rest)."""
+    out, at = b"", 0
+    for size in (*sizes, len(message)):
+        fragment = message[at : at + size]
+        if fragment:
+            out += b"\x16\x03\x01" + len(fragment).to_bytes(2, "big") + fragment
+        at += len(fragment)
+    return out

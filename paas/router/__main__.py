@@ -16,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from paas.router.server import Router
+from paas.router.server import HEAD_TIMEOUT, Router
 from paas.router.table import TableFile
 
 POLL_SECONDS = 0.2
@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fd", type=int, action="append", default=[], help="a listening socket for plain HTTP")
     parser.add_argument("--tls-fd", type=int, action="append", default=[], help="a listening socket for TLS")
     parser.add_argument("--parent", type=int, default=os.getppid(), help="exit once this process is gone")
+    parser.add_argument("--head-timeout", type=float, default=HEAD_TIMEOUT,
+                        help="seconds a client has to send a request head or ClientHello whole")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     stop = threading.Event()
@@ -35,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     table = TableFile(args.table)
     table.refresh()
-    routers = [Router(_listener(fd), table, tls=False) for fd in args.fd]
-    routers += [Router(_listener(fd), table, tls=True) for fd in args.tls_fd]
+    routers = [Router(_listener(fd), table, tls=False, head_timeout=args.head_timeout) for fd in args.fd]
+    routers += [Router(_listener(fd), table, tls=True, head_timeout=args.head_timeout) for fd in args.tls_fd]
     for router in routers:
         router.start()
     while not stop.wait(POLL_SECONDS):

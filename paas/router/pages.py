@@ -1,12 +1,15 @@
 """The router's own answers: small HTML pages (every value escaped, nothing runs) and the
-TLS alert for a name it can't serve securely."""
+TLS alerts for a name it can't serve securely or a ClientHello it can't read."""
 
 from __future__ import annotations
 
 from html import escape
+from http import HTTPStatus
 
-# A fatal TLS alert, unrecognized_name (RFC 6066 §3): no app here answers TLS for that name.
+# Fatal TLS alerts: unrecognized_name (RFC 6066 §3): no app here answers TLS for that name;
+# decode_error (RFC 8446 §6.2): what should be a ClientHello is not one, or is too large.
 UNRECOGNIZED_NAME = b"\x15\x03\x01\x00\x02\x02\x70"
+DECODE_ERROR = b"\x15\x03\x01\x00\x02\x02\x32"
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
@@ -43,3 +46,14 @@ def not_serving(host: str, app: str) -> bytes:
 
 def no_host() -> bytes:
     return page("400 Bad Request", "No host name", "The request names no Host: the router serves apps by host name.")
+
+
+def refused(status: int, reason: str) -> bytes:
+    """The answer to a request the router could not read (400, 431, 501), naming why."""
+    phrase = HTTPStatus(status).phrase
+    return page(f"{status} {phrase}", phrase, f"The router could not pass this request on: {reason}.")
+
+
+def timed_out(seconds: float) -> bytes:
+    return page("408 Request Timeout", "Request timeout",
+                f"The request's head did not arrive whole within {seconds:g} seconds.")

@@ -2,60 +2,68 @@
 runtime's proxy (the same epoll data path that serves every app's port, so the router
 costs apps as little as the runtime's own proxy does).
 
-It reads only a connection's first bytes to choose the app, then splices bytes both ways:
-TLS is not terminated here (an app's https sidecar does that with the app's own
-certificate), and a connection stays with the app it was first routed to.
+Nothing is sent to an app before the router has read what it routes on, whole: a request's
+head (:mod:`paas.router.heads`) or a ClientHello (:mod:`paas.router.sni`). Then bytes are
+spliced both ways: TLS is not terminated here (an app's https sidecar does that with the
+app's own certificate); each request of a kept-alive HTTP connection is routed by its own
+``Host`` (:class:`~paas.router.connection.RoutedConnection`).
 """
 
 from __future__ import annotations
 
-import re
 import socket
 
-from paas.router import pages, sni
+from paas.router import pages
+from paas.router.connection import RoutedConnection
+from paas.router.deadlines import Deadlines
+from paas.router.heads import Head, Requests
+from paas.router.sni import Hello
 from paas.router.table import App, TableFile
 from paas_runtime.proxy import Backend, Proxy
 
-_HOST = re.compile(rb"\r\nhost:[ \t]*([^\r\n]*?)[ \t]*\r\n", re.IGNORECASE)
-_PORT = re.compile(r":\d*$")
-
-
-def host_of(request: bytes) -> str | None:
-    """The host name (no port, lower-case) an HTTP/1 request's ``Host`` header names."""
-    found = _HOST.search(request)
-    if found is None:
-        return None
-    value = found.group(1).decode("latin-1").strip()
-    if value.startswith("["):  # an IPv6 literal
-        return value.split("]", 1)[0] + "]"
-    return _PORT.sub("", value).lower().rstrip(".") or None
+#: How long a client has to send a request's head (or its ClientHello) whole, counted from
+#: when it connected or, on a kept-alive connection, from the head's first byte.
+HEAD_TIMEOUT = 10.0
 
 
 class Router(Proxy):
-    moves = False  # a connection is routed once, by what it said first
-
-    def __init__(self, listener: socket.socket, table: TableFile, tls: bool) -> None:
+    def __init__(self, listener: socket.socket, table: TableFile, tls: bool,
+                 head_timeout: float = HEAD_TIMEOUT) -> None:
         super().__init__(listener)
         self.table = table
         self.tls = tls
+        self.deadlines = Deadlines(self._reactor, head_timeout)
 
-    def route(self, first: bytes | None) -> Backend | bytes:
+    def _open(self, client: socket.socket) -> None:
+        RoutedConnection(self, self._reactor, client)
+
+    def reader(self) -> Requests | Hello:
+        """What reads a new connection's heads: its requests' (HTTP), or its ClientHello (TLS)."""
+        return Hello() if self.tls else Requests()
+
+    def choose(self, head: Head) -> Backend | bytes:
+        """The backend for what opened with ``head`` (not acquired), or the router's own answer."""
         if self.tls:
-            name = sni.server_name(first or b"")
-            app = self._find(name) if name else None
+            if head.status:
+                return pages.DECODE_ERROR
+            app = self._find(head.host) if head.host else None
             if app is None or not app.tls or not app.serving:
                 return pages.UNRECOGNIZED_NAME
-        else:
-            host = host_of(first or b"")
-            if host is None:
-                return pages.no_host()
-            app = self._find(host)
-            if app is None:
-                return pages.unknown_host(host, self.table.table.domain)
-            if not app.serving:
-                return pages.not_serving(host, app.name)
-        app.backend.acquire()
+            return app.backend
+        if head.status:
+            return pages.refused(head.status, head.reason)
+        if head.host is None:
+            return pages.no_host()
+        app = self._find(head.host)
+        if app is None:
+            return pages.unknown_host(head.host, self.table.table.domain)
+        if not app.serving:
+            return pages.not_serving(head.host, app.name)
         return app.backend
+
+    def timed_out(self, started: bool) -> bytes | None:
+        """The answer to a client whose first head did not arrive whole in time (None: close)."""
+        return pages.timed_out(self.deadlines.timeout) if started and not self.tls else None
 
     def _find(self, host: str) -> App | None:
         """The app at ``host``; when there is none that serves, the file is read again first

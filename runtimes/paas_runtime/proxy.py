@@ -7,7 +7,7 @@ slot. Switching where it sends them is just :meth:`Proxy.switch`. Connections ar
 parsing); a request in flight stays with the instance it was handed to,
 which is what lets an old instance drain, and a kept-alive HTTP connection
 moves to the current instance between two requests (see
-:class:`_Connection`), so after a switch every new request meets the new
+:class:`Connection`), so after a switch every new request meets the new
 revision.
 
 Every cycle the proxy spends on a small machine is taken from the app, so:
@@ -116,12 +116,10 @@ class Backend:
 class Proxy:
     """Accepts on its listener; new connections go to the current backend (503 if none).
 
-    Where a connection goes is :meth:`route`'s answer to its first bytes: a subclass may
-    route by what they say (the platform's router does, by ``Host`` or TLS SNI), and one
-    that sets ``moves`` false keeps each connection with the backend it was first given.
+    A subclass may serve its connections its own way by overriding :meth:`_open` with a
+    :class:`Connection` of its own (the platform's router does: it routes each request by
+    what it says, on this same data path).
     """
-
-    moves = True
 
     def __init__(self, listener: socket.socket) -> None:
         self.port: int = listener.getsockname()[1]
@@ -155,11 +153,6 @@ class Proxy:
                 backend.acquire()
             return backend
 
-    def route(self, first: bytes | None) -> Backend | bytes:
-        """The backend for a connection that opened with ``first`` (None: it said nothing in
-        time), already acquired for it; or the answer to send it before closing."""
-        return self.pick() or NOT_SERVING
-
     def start(self) -> None:
         self._reactor.register(self._listener.fileno(), _IN, self._accept)
         self._reactor.start()
@@ -191,12 +184,16 @@ class Proxy:
                     return
                 continue  # the client gave up before we got to it
             client.setblocking(False)
-            _Connection(self, self._reactor, client)
+            self._open(client)
 
     def _serve(self, client: socket.socket) -> None:
         """Serve a connection accepted on another listener (it has not inherited our TCP_NODELAY)."""
         _nodelay(client)
-        _Connection(self, self._reactor, client)
+        self._open(client)
+
+    def _open(self, client: socket.socket) -> None:
+        """Serve a newly accepted (non-blocking) connection."""
+        Connection(self, self._reactor, client)
 
     def _resume_accepting(self) -> None:
         self._reactor.modify(self._listener.fileno(), _IN)
@@ -207,8 +204,8 @@ def _nodelay(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class _Refusal:
-    """Answers a client with a short HTTP error, then closes.
+class Refusal:
+    """Answers a client with a short HTTP error (or TLS alert, or nothing), then closes.
 
     The request is read and dropped meanwhile: closing with unread input would
     reset the connection before the client has read the answer.
@@ -243,7 +240,7 @@ class _Refusal:
         self._client.close()
 
 
-class _Connection:
+class Connection:
     """One client connection spliced to one app instance connection, both ways.
 
     Each socket has one epoll registration whose mask says what is awaited:
@@ -282,15 +279,19 @@ class _Connection:
         self._delivered = self._heard = False
         #: Not to be moved to another instance (not HTTP/1, or upgraded).
         self._tunnel = False
+        self._start()
+
+    # -- until the instance is connected -------------------------------------------
+
+    def _start(self) -> None:
+        """Read what the client says first, then connect (a subclass may read more first)."""
         # Most clients have sent their request by the time they are accepted.
         first = self._recv_first()
         if first is None:
-            reactor.register(client.fileno(), _IN, self._first_readable)
-            self._timer = reactor.call_later(FIRST_BYTES_WAIT, self._first_timeout)
+            self._reactor.register(self._client.fileno(), _IN, self._first_readable)
+            self._timer = self._reactor.call_later(FIRST_BYTES_WAIT, self._first_timeout)
         else:
             self._begin(first)
-
-    # -- until the instance is connected -------------------------------------------
 
     def _recv_first(self) -> bytes | None:
         """The client's first bytes; None if it has sent nothing yet, b"" if it has left."""
@@ -319,12 +320,17 @@ class _Connection:
         if first == b"":  # the client left without a word
             self._client.close()
             return
-        if first is None or not self._proxy.moves or not _REQUEST_LINE.match(first):
+        if first is None or not _REQUEST_LINE.match(first):
             self._tunnel = True
-        backend = self._proxy.route(first)
-        if isinstance(backend, bytes):
-            _Refusal(self._reactor, self._client, backend)
+        backend = self._proxy.pick()
+        if backend is None:
+            Refusal(self._reactor, self._client, NOT_SERVING)
             return
+        self._connect(backend, first or b"")
+
+    def _connect(self, backend: Backend, pending: bytes) -> None:
+        """Connect to ``backend`` (acquired for this connection) and send it ``pending``; from
+        then on bytes are spliced both ways. The client must not be registered yet."""
         self._backend = backend
         self._answered = self._delivered = self._heard = False
         upstream = self._upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM | _NONBLOCK)
@@ -337,7 +343,6 @@ class _Connection:
         # the first bytes go at once, without a trip through epoll; if not,
         # they wait for the socket to become writable like any other bytes,
         # and a refusal shows up as an error on sending them (a 502).
-        pending = first or b""
         if pending:
             try:
                 sent = upstream.send(pending)
@@ -365,7 +370,7 @@ class _Connection:
         with contextlib.suppress(OSError):  # registered once connected
             self._reactor.unregister(self._client.fileno())
         self._release()
-        _Refusal(self._reactor, self._client, BAD_GATEWAY)
+        Refusal(self._reactor, self._client, BAD_GATEWAY)
 
     def _move(self, request: bytes) -> None:
         """Hand a kept-alive connection, between two requests, to the current instance."""
@@ -442,7 +447,7 @@ class _Connection:
         else:
             self.close()
 
-    def _forward(self, data: memoryview, up: bool) -> None:
+    def _forward(self, data: bytes | memoryview, up: bool) -> None:
         dst = self._upstream if up else self._client
         assert dst is not None
         try:
