@@ -24,7 +24,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from helpers import APPS_ROOT, SAMPLES, ControlPlane, get_text, sample_repo  # noqa: E402
-
 from paas.supervisor import read_parts  # noqa: E402
 
 MARKER = b"PAAS_LOCAL_POD="
