@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
-from ipaddress import ip_address
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+
+from paas_https.certs import alt_names
 
 NOW = datetime.datetime.now(datetime.UTC)
 DAY = datetime.timedelta(days=1)
@@ -67,12 +68,7 @@ def make_leaf(issuer: Issued, names: list[str], not_before: datetime.datetime = 
               key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | None = None) -> Issued:
     """A server certificate for ``names`` (host names and IP addresses) signed by ``issuer``."""
     key = key or ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = []
-    for name in names:
-        try:
-            sans.append(x509.IPAddress(ip_address(name)))
-        except ValueError:
-            sans.append(x509.DNSName(name))
+    sans = alt_names(names)
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name(names[0]))

@@ -53,17 +53,23 @@ def fingerprint(cert_pem: bytes) -> str:
     return ":".join(f"{b:02X}" for b in digest)
 
 
-def self_signed(names: list[str], days: int = 365) -> tuple[bytes, bytes]:
-    """A certificate (and its key, PEM) for ``names`` (host names and IP addresses), signed by itself."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-    now = datetime.datetime.now(datetime.UTC)
+def alt_names(names: list[str]) -> list[x509.GeneralName]:
+    """Subject alternative names for host names and IP addresses."""
     sans: list[x509.GeneralName] = []
     for name in names:
         try:
             sans.append(x509.IPAddress(ip_address(name)))
         except ValueError:
             sans.append(x509.DNSName(name))
+    return sans
+
+
+def self_signed(names: list[str], days: int = 365) -> tuple[bytes, bytes]:
+    """A certificate (and its key, PEM) for ``names`` (host names and IP addresses), signed by itself."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    now = datetime.datetime.now(datetime.UTC)
+    sans = alt_names(names)
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
