@@ -292,6 +292,7 @@ class Load:
         self.url, self.interval, self.limit = url, 1.0 / rate, limit
         self.headers = {"Connection": "close"} | ({"Host": host} if host else {})
         self.failures: list[str] = []
+        self.failed_at: list[float] = []  # when each failed request was sent (time.monotonic())
         self.bodies: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -317,10 +318,14 @@ class Load:
                 if response.status_code == 200:
                     self.bodies.append(response.text)
                 else:
-                    self.failures.append(f"HTTP {response.status_code}")
+                    self._failed(started, f"HTTP {response.status_code}")
             except requests.RequestException as e:
-                self.failures.append(type(e).__name__)
+                self._failed(started, type(e).__name__)
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def _failed(self, started: float, what: str) -> None:
+        self.failed_at.append(started)
+        self.failures.append(what)
 
 
 # A Python app with no dependencies (its venv builds in a second, once per run): it answers

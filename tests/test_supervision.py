@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -44,17 +45,20 @@ def children(pid: int) -> list[int]:
     return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-def test_a_killed_router_is_back_at_once_and_no_request_through_it_fails(cp):
+def test_a_killed_router_is_back_at_once_and_only_the_request_it_held_fails(cp):
     before = health(cp)["parts"]["router"]["restarts"]
     router = part_pid(cp, "router")
     with Load(f"http://127.0.0.1:{cp.router_port}/", host="steady.localhost") as load:
         wait_for(lambda: load.served >= 5, 10, what="requests served through the router")
+        killed_at = time.monotonic()
         os.kill(router, signal.SIGKILL)
         wait_for(lambda: health(cp)["parts"]["router"]["restarts"] == before + 1, 10, what="the router restarted")
         served = load.served
         wait_for(lambda: load.served >= served + 5, 10, what="requests served by the new router")
     # Its listening sockets stay open in `paas up`: what arrived meanwhile waited in the queue.
-    assert load.failures == []
+    # The one request the router was proxying when SIGKILL came (one client, one at a time)
+    # can't be saved; every request sent after the kill was served.
+    assert len(load.failures) <= 1 and all(sent <= killed_at for sent in load.failed_at), load.failures
     state = health(cp)
     assert state["status"] == "ok" and state["parts"]["router"]["last_exit"] == "was killed by SIGKILL"
     assert state["parts"]["router"]["state"] == "up" and part_pid(cp, "router") != router
