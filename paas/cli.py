@@ -7,107 +7,14 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import click
 
 from paas import terminal
+from paas.cli_core import Context, Group, UserError, global_options, pass_ctx
 from paas.cli_up import CONTEXT, images, up
-from paas.cliconfig import DEFAULT_URL, read_config
-from paas.errors import PaasError
 from paas.names import check_app_name
-
-if TYPE_CHECKING:
-    from paas.client import Client
-
-EXIT_ERROR, EXIT_USAGE = 1, 2
-
-
-class UserError(click.ClickException):
-    def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
-
-
-class Group(click.Group):
-    """Turns the domain's errors into one line on stderr and exit status 1, and usage
-    errors into one line and exit status 2 (never click's multi-line usage block)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except PaasError as e:
-            raise UserError(
-                e.message + "".join(f"\n  {d}" for d in e.details if d not in e.message)
-            ) from None
-        except OSError as e:
-            raise UserError(f"{e.strerror or e}: {e.filename}" if e.filename else str(e)) from None
-
-    def main(  # type: ignore[override]  # always standalone: errors end the process here
-        self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any
-    ) -> Any:
-        extra.pop("standalone_mode", None)
-        try:
-            result = super().main(args, prog_name, standalone_mode=False, **extra)
-        except click.UsageError as e:
-            where = f"paas {e.ctx.command_path.partition(' ')[2]}".strip() if e.ctx else "paas"
-            click.echo(f"error: {e.format_message()} (see `{where} -h`)", err=True)
-            sys.exit(EXIT_USAGE)
-        except click.ClickException as e:
-            e.show()
-            sys.exit(EXIT_ERROR if e.exit_code == 1 else e.exit_code)
-        except click.Abort:
-            click.echo("error: aborted", err=True)
-            sys.exit(EXIT_ERROR)
-        except KeyboardInterrupt:
-            sys.exit(130)
-        sys.exit(result if isinstance(result, int) else 0)
-
-
-class Context:
-    def __init__(self, url: str | None, token: str | None, as_json: bool) -> None:
-        self._url, self._token, self.as_json = url, token, as_json
-
-    @property
-    def url(self) -> str:
-        return self._url or read_config().get("url") or DEFAULT_URL
-
-    @property
-    def token(self) -> str:
-        return self._token or read_config().get("token") or ""
-
-    @property
-    def client(self) -> Client:
-        from paas.client import Client  # requests: only for the commands that talk to the API
-
-        return Client(self.url, self.token)
-
-    def emit(self, data: Any, text: str) -> None:
-        click.echo(json.dumps(data, indent=2) if self.as_json else text)
-
-
-pass_ctx = click.make_pass_decorator(Context)
-
-
-def _after_command(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
-    """An option given after the command sets what the same option before it would."""
-
-    def store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
-        obj = ctx.find_object(Context)
-        if obj is not None and value not in (None, False):
-            setattr(obj, name, value)
-
-    return store
-
-
-def global_options(command: Callable) -> Callable:
-    """`--url`, `--token` and `--json` on a command too, so they work after it as before it."""
-    for flag, name, is_flag in (("--json", "as_json", True), ("--token", "_token", False), ("--url", "_url", False)):
-        command = click.option(
-            flag, name, is_flag=is_flag, default=None if not is_flag else False, expose_value=False,
-            callback=_after_command(name), help=f"As `paas {flag}` before the command.",
-        )(command)
-    return command
 
 
 @click.group(cls=Group, context_settings=CONTEXT, invoke_without_command=True)
@@ -287,8 +194,7 @@ def restart(ctx: Context, name: str, hard: bool) -> None:
     """Restart an app without downtime: a new instance beside the old one, switched when healthy."""
     result = ctx.client.restart(check_app_name(name), hard)
     what = "pod recreated" if hard else "restarted"
-    tail = "" if result["serving"] else " (nothing serves yet)"
-    ctx.emit(result, f"{name}: {what} in {result['seconds']:.1f} s{tail}")
+    ctx.emit(result, f"{name}: {what} in {result['seconds']:.1f} s")
 
 
 @cli.command(name="list")

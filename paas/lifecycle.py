@@ -110,7 +110,10 @@ class Lifecycle:
     # restart
 
     def restart(self, app: App, hard: bool = False) -> dict[str, Any]:
-        """A new instance of what serves, health-gated (``hard``: a new pod)."""
+        """A new instance of what serves, health-gated (``hard``: a new pod); Conflict, and
+        nothing touched, when the app has never served, and Conflict when nothing serves after."""
+        if self.store.served(app.name) is None:
+            raise Conflict(f"{app.name} has never served, so there is nothing to restart: push to it first")
         began = time.monotonic()
         if hard:
             self.backend.recreate(app.name)
@@ -125,6 +128,10 @@ class Lifecycle:
         app = self.store.get_app(app.name)
         wanted = podspec.settings(self.reconciler.spec(app))["version"]
         served = self._until_serving(app.name, wanted, since=time.time() - (time.monotonic() - began))
+        if not served:
+            raise Conflict(
+                f"{app.name} did not serve within {LIVE_TIMEOUT:.0f} s of the restart: see `paas logs {app.name}`"
+            )
         return {"restarted": app.name, "hard": hard, "seconds": round(time.monotonic() - began, 2), "serving": served}
 
     def _until_serving(self, name: str, settings: str, since: float) -> bool:
@@ -139,9 +146,9 @@ class Lifecycle:
                     if runtime.serving and runtime.settings == settings:
                         return True
                     if runtime.failed is not None and runtime.failed.at >= since and runtime.received == settings:
+                        keeps = "the old one keeps serving" if runtime.serving else "nothing serves"
                         raise Conflict(
-                            f"the new instance of {name} failed ({runtime.failed.reason.splitlines()[0]}); "
-                            "the old one keeps serving",
+                            f"the new instance of {name} failed ({runtime.failed.reason.splitlines()[0]}); {keeps}",
                             runtime.failed.reason.splitlines()[1:][-12:],
                         )
                     if not runtime.serving and not self.store.releases(name):

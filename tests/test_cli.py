@@ -158,6 +158,17 @@ def test_usage_errors_are_one_line_and_exit_2(args, message):
     assert (shown.returncode, shown.stdout, shown.stderr) == (2, "", message)
 
 
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_with_json_an_error_is_json_on_stderr_with_the_same_exit_status(control_plane, where):
+    words = ("status", "ghost")
+    shown = paas(*(("--json", *words) if where == "before" else (*words, "--json")), env=control_plane.env)
+    assert (shown.returncode, shown.stdout) == (1, "")
+    assert json.loads(shown.stderr) == {"error": "app 'ghost' not found", "details": []}
+    usage = paas("logs", "x", "--json", "--tail", "many", env=control_plane.env)
+    assert (usage.returncode, usage.stdout) == (2, "")
+    assert json.loads(usage.stderr)["error"].startswith("Invalid value for '-n' / '--tail'")
+
+
 def test_releases_lists_newest_first(control_plane, tmp_path):
     from helpers import set_text, stdlib_app, stdlib_manifest
 

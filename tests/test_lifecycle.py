@@ -271,9 +271,15 @@ def test_an_absolute_volume_is_told_to_the_app(app):
     assert where == str(cp.data_dir / "pods" / name / "volumes" / "vol-data")  # the local backend's /srv/data
 
 
-def test_restart_with_nothing_deployed_says_so(control_plane):
+def test_restart_with_nothing_deployed_fails_and_says_so(control_plane):
     control_plane.create("name: idle-restart\n")
-    done = control_plane.cli("restart", "idle-restart")
-    assert done.returncode == 0 and done.stdout.endswith("(nothing serves yet)\n")
+    for hard in ((), ("--hard",)):
+        done = control_plane.cli("restart", "idle-restart", *hard)
+        assert done.returncode != 0 and done.stdout == ""
+        assert done.stderr.strip().splitlines()[-1].endswith(
+            "idle-restart has never served, so there is nothing to restart: push to it first"
+        ), done.stderr
+    events = [e["message"] for e in control_plane.api("GET", "/apps/idle-restart").json()["events"]]
+    assert not any("restart" in m for m in events)  # nothing was touched
     assert control_plane.api("DELETE", "/apps/idle-restart").status_code == 200
 
