@@ -67,8 +67,10 @@ class Compose:
                                  "PAAS_ROUTER_TLS_PORT": str(self.cp.router_tls_port), "PAAS_TOKEN": self.cp.token}
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run([*self.command, *args], env=self.env, cwd=ROOT, capture_output=True, text=True,
-                              timeout=120, check=check)
+        result = subprocess.run([*self.command, *args], env=self.env, cwd=ROOT, capture_output=True, text=True,
+                                timeout=120)
+        assert not check or result.returncode == 0, f"{' '.join(args)} failed: {result.stderr[-2000:]}"
+        return result
 
     def up(self, *args: str) -> None:
         self.run("up", "-d", "--no-build", *args)
@@ -116,7 +118,7 @@ def through_router(cp: ControlPlane) -> str | None:
     return answer.text if answer.status_code == 200 else None
 
 
-def test_a_pushed_app_is_served_at_its_port_and_through_the_router_before_and_after_an_upgrade(compose, tmp_path: Path):
+def test_a_pushed_app_is_served_at_its_port_and_through_the_router_before_and_after_an_upgrade(compose, tmp_path):
     cp = compose.cp
     port = free_port()
     cp.create(f"name: {APP}\nruntime: python\nrun: python server.py\nport: {port}\n")
@@ -133,3 +135,7 @@ def test_a_pushed_app_is_served_at_its_port_and_through_the_router_before_and_af
     set_text(repo, "upgraded")
     cp.push(repo, APP)
     assert through_router(cp) == "upgraded" and get_text(f"http://127.0.0.1:{port}/") == "upgraded"
+
+    # Leaving the pod's network on delete leaves the control plane's own ports where they are.
+    assert cp.api("DELETE", f"/apps/{APP}").status_code == 200
+    assert cp.api("GET", "/apps").json()["apps"] == []
