@@ -25,12 +25,16 @@ ENV PAAS_BACKEND=docker
 ENV PAAS_HOST=0.0.0.0
 # Port of the API, console and git server.
 ENV PAAS_PORT=8000
+# The router: every app at http://APP.localhost:PAAS_ROUTER_PORT/, with the https sidecar at
+# https://APP.localhost:PAAS_ROUTER_TLS_PORT/ (0: no router on that port).
+ENV PAAS_ROUTER_PORT=8080
+ENV PAAS_ROUTER_TLS_PORT=8443
 # How pods reach this control plane's git server (it joins each app's network under this name).
 ENV PAAS_INTERNAL_URL=http://paas-control-plane:8000
 # Admin token; empty: generated on first start and kept in $PAAS_DATA/token.
 ENV PAAS_TOKEN=""
 ENV PATH=/opt/paas/bin:$PATH
 
-EXPOSE 8000
+EXPOSE 8000 8080 8443
 VOLUME /data
 ENTRYPOINT ["paas", "up"]

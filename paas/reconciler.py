@@ -26,16 +26,19 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from paas import appspec, jsonhttp, podspec, store
 from paas.appspec import Platform
 from paas.backends.base import Backend, PodStatus
 from paas.ca import Issuer
 from paas.errors import PaasError
-from paas.podmodel import PodSpec
+from paas.podmodel import Container, PodSpec, Push
 from paas.sidecars import HTTPS
 from paas.store import App, Release, Store
+
+if TYPE_CHECKING:
+    from paas.runtime_status import RuntimeStatus
 
 T = TypeVar("T")
 
@@ -202,24 +205,19 @@ class Reconciler:
     def _deliver(self, spec: PodSpec, pod: PodStatus, credential: str) -> None:
         """Deliver each push whose container reports another version than the wanted one,
         with the pod's ``credential`` (a container takes none without it)."""
-        running = {c.name for c in pod.containers if c.state == "running"}
-        for container in spec.containers:
-            for push in container.pushes:
-                reported = pod.statuses.get(container.name, {}).get(push.key)
-                if container.name not in running or str(reported) == push.version:
-                    continue
-                url = self.backend.endpoint(spec.app, container.name, push.port)
-                if url is None:
-                    continue
-                try:
-                    status, answer = jsonhttp.call(
-                        "PUT", f"{url}{push.path}", PUSH_TIMEOUT, body=push.body, credential=credential
-                    )
-                except jsonhttp.Unreachable:
-                    continue  # starting: the next pass delivers it
-                if status >= 400:
-                    error = answer.get("error") if isinstance(answer, dict) else f"HTTP {status}"
-                    raise PaasError(f"{container.name} refused its {push.path.strip('/')}: {error}")
+        for container, push in pushes_due(spec, pod):
+            url = self.backend.endpoint(spec.app, container.name, push.port)
+            if url is None:
+                continue
+            try:
+                status, answer = jsonhttp.call(
+                    "PUT", f"{url}{push.path}", PUSH_TIMEOUT, body=push.body, credential=credential
+                )
+            except jsonhttp.Unreachable:
+                continue  # starting: the next pass delivers it
+            if status >= 400:
+                error = answer.get("error") if isinstance(answer, dict) else f"HTTP {status}"
+                raise PaasError(f"{container.name} refused its {push.path.strip('/')}: {error}")
 
     def _error(self, app: str, message: str) -> None:
         """Record an error with an app's pod once (not once per pass); a store that can't
@@ -268,13 +266,11 @@ class Reconciler:
             current = self._known(app, releases, serving, config)
             if current is not None:
                 self._serves(app, releases, current)
-        failed = pod.runtime.failed
-        if failed is not None and failed.revision and (failed.revision, failed.config_version) != (serving, config):
-            release = _release_of(releases, failed.revision, failed.config_version)
-            if release is not None and release.status == store.PENDING:
-                reason = (failed.reason or "the new revision failed")[-8000:]
-                self.end_release(app, release, store.FAILED, reason)
-                self._cancel_older(app, releases, release.number)
+        release = failed_release(releases, pod.runtime)
+        if release is not None and pod.runtime.failed is not None:
+            reason = (pod.runtime.failed.reason or "the new revision failed")[-8000:]
+            self.end_release(app, release, store.FAILED, reason)
+            self._cancel_older(app, releases, release.number)
 
     def _known(self, app: App, releases: list[Release], revision: str, config: int) -> Release | None:
         """The release a serving revision (with its config) belongs to — never one that ended
@@ -335,6 +331,31 @@ class Reconciler:
         for r in releases:
             if r.status == store.PENDING and r.number < number:
                 self.end_release(app, r, store.CANCELLED, "a newer release came first")
+
+
+def pushes_due(spec: PodSpec, pod: PodStatus) -> list[tuple[Container, Push]]:
+    """The documents to deliver: each push of a running container whose status reports
+    another version than the push's (a container not running yet gets it once it runs)."""
+    running = {c.name for c in pod.containers if c.state == "running"}
+    return [
+        (container, push)
+        for container in spec.containers
+        if container.name in running
+        for push in container.pushes
+        if str(pod.statuses.get(container.name, {}).get(push.key)) != push.version
+    ]
+
+
+def failed_release(releases: list[Release], runtime: RuntimeStatus) -> Release | None:
+    """The pending release the runtime's failure ends: the release of the revision (and config)
+    it says failed, unless that is what it serves."""
+    failed = runtime.failed
+    if failed is None or not failed.revision:
+        return None
+    if (failed.revision, failed.config_version) == (runtime.serving, runtime.config_version):
+        return None
+    release = _release_of(releases, failed.revision, failed.config_version)
+    return release if release is not None and release.status == store.PENDING else None
 
 
 def _release_of(releases: list[Release], revision: str, config: int, ended: bool = True) -> Release | None:

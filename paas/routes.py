@@ -36,7 +36,9 @@ class Route:
 
 
 def build(specs: list[AppSpec], pods: dict[str, PodStatus], address: str, domain: str) -> dict:
-    """The table as JSON, from the apps' specs and the reconciler's snapshot of their pods."""
+    """The table as JSON, from the apps' specs and the reconciler's snapshot of their pods.
+    ``address``: where apps' ports are published; a pod that says where the control plane
+    reaches it instead (`PodStatus.address`) is reached there."""
     routes: dict[str, dict] = {}
     # An app's own NAME.<domain> is its own, even where another app stored before the rules
     # of `hosts` (paas.hosts) claims it; of other names, the first app to claim one keeps it.
@@ -44,7 +46,8 @@ def build(specs: list[AppSpec], pods: dict[str, PodStatus], address: str, domain
     for spec in specs:
         pod = pods.get(spec.name)
         serving = bool(pod is not None and pod.running and pod.runtime.serving)
-        routes[spec.name] = Route(address, spec.port, spec.has(HTTPS), serving).to_json()
+        where = pod.address if pod is not None and pod.address else address
+        routes[spec.name] = Route(where, spec.port, spec.has(HTTPS), serving).to_json()
         for host in spec.hosts:
             names.setdefault(host.lower(), spec.name)
     return {"version": 1, "domain": domain, "hosts": names, "apps": routes}

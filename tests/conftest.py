@@ -84,34 +84,45 @@ def _browser_problem() -> str | None:
     return None
 
 
+def _node_problem() -> str | None:
+    """Why the tests that run Node.js apps on this machine can't run here, or None when they can."""
+    absent = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
+    return f"no {' and no '.join(absent)} on PATH (apt-get install nodejs npm)" if absent else None
+
+
 # marker -> (why it can't run here, the variable that makes that a failure instead of a skip)
 NEEDS = {
     "docker": (_docker_problem, "PAAS_REQUIRE_DOCKER"),
     "browser": (_browser_problem, "PAAS_REQUIRE_BROWSER"),
     "kubernetes": (kubernetes_problem, "PAAS_REQUIRE_KUBERNETES"),
+    "node": (_node_problem, "PAAS_REQUIRE_NODE"),
 }
+
+
+MISSING = pytest.StashKey[str]()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests of a marker in NEEDS skip where their service is missing, unless its variable is 1
-    (CI sets both) and makes that a failure."""
+    (CI sets them all) and makes that a failure."""
     for name, (find_problem, required) in NEEDS.items():
         marked = [item for item in items if name in item.keywords]
         problem = find_problem() if marked else None
         if problem is None:
             continue
-        if os.environ.get(required) == "1":
-            marker = pytest.mark.usefixtures("_service_required")
-        else:
-            marker = pytest.mark.skip(reason=f"{problem}; set {required}=1 to fail instead")
         for item in marked:
-            item.user_properties.append(("missing", f"{required}=1 but {problem}"))
-            item.add_marker(marker)
+            if os.environ.get(required) == "1":
+                item.stash[MISSING] = f"{required}=1 but {problem}"
+            else:
+                item.add_marker(pytest.mark.skip(reason=f"{problem}; set {required}=1 to fail instead"))
 
 
-@pytest.fixture
-def _service_required(request: pytest.FixtureRequest) -> None:
-    pytest.fail(next(value for key, value in request.node.user_properties if key == "missing"))
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test whose required service is missing fails before any of its fixtures (a module's
+    control plane, a browser) is set up."""
+    if MISSING in item.stash:
+        pytest.fail(item.stash[MISSING], pytrace=False)
 
 
 @pytest.fixture(scope="session")

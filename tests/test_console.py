@@ -17,9 +17,12 @@ import pytest
 
 from helpers import RELOADING_SERVER, git, reloading_app, seen, stdlib_manifest, wait_for
 
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # tests/conftest.py skips these tests, or fails them with PAAS_REQUIRE_BROWSER=1
+    expect = sync_playwright = None
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-playwright_api = pytest.importorskip("playwright.sync_api")
-expect = playwright_api.expect
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 # Chromium reports the 4xx answers the console asks for on purpose (a refused manifest) as
 # "Failed to load resource"; those are the server speaking, not a script failing.
@@ -28,7 +31,7 @@ EXPECTED_STATUS = re.compile(r"^Failed to load resource: the server responded wi
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    with playwright_api.sync_playwright() as p:
+    with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
         yield chromium
         chromium.close()
@@ -204,17 +207,3 @@ def test_the_console_reads_at_390_px_and_works_from_the_keyboard(console, contro
     expect(tab).to_be_focused()
     control_plane.api("DELETE", "/apps/a-rather-long-application-name-to-wrap")
 
-
-def test_the_console_is_served_with_strict_headers_and_its_parts_need_the_token(control_plane):
-    import requests
-
-    page = requests.get(control_plane.url + "/", timeout=10)
-    assert page.status_code == 200
-    csp = dict(part.strip().split(" ", 1) for part in page.headers["Content-Security-Policy"].split(";"))
-    assert csp["script-src"] == "'self'" and csp["frame-ancestors"] == "'none'" and csp["default-src"] == "'none'"
-    assert page.headers["X-Content-Type-Options"] == "nosniff"
-    assert control_plane.token not in page.text
-    refused = requests.get(control_plane.url + "/console/apps", timeout=10)
-    assert refused.status_code == 401 and refused.json()["error"].startswith("missing token")
-    events = requests.get(control_plane.url + "/console/events", timeout=10, headers={"Authorization": "Bearer nope"})
-    assert events.status_code == 401

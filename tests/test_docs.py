@@ -91,3 +91,18 @@ def test_the_manifest_example_shows_every_field(example, path, model):
     for key in path:
         shown = shown[key]
     assert set(shown) == set(model.model_fields), f"{'.'.join(path) or 'manifest'}: documented fields differ"
+
+
+def test_ci_runs_the_readmes_test_command_with_every_tier_required():
+    """`.ci/run` runs the README's test command with the variable of every tier the suite has
+    (tests/conftest.py's NEEDS) set, and the README names the same variables."""
+    from conftest import NEEDS
+
+    ci = (ROOT / ".ci" / "run").read_text()
+    command = re.search(r"^((?:PAAS_REQUIRE_\w+=1 )+)python3 -m pytest\b", ci, re.M)
+    assert command, ".ci/run runs no `PAAS_REQUIRE_…=1 python3 -m pytest`"
+    required = command.group(1).split()
+    assert sorted(required) == sorted(f"{variable}=1" for _, variable in NEEDS.values())
+    tests = section("Tests")
+    assert "\npython -m pytest\n" in tests
+    assert f"this command with `{' '.join(required)}`" in " ".join(tests.split())

@@ -63,7 +63,7 @@ http.createServer((req, res) => res.end("node on loopback")).listen(Number(proce
 """
 
 
-@pytest.mark.parametrize("sample", ["hello-flask", "node-default-listen"])
+@pytest.mark.parametrize("sample", ["hello-flask", pytest.param("node-default-listen", marks=pytest.mark.node)])
 def test_every_port_of_a_local_pod_is_on_loopback(control_plane, tmp_path, sample):
     cp = control_plane
     if sample == "hello-flask":  # gunicorn's default with PORT set is 0.0.0.0:$PORT

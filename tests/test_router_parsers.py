@@ -6,6 +6,7 @@ truncated and too large. No sockets."""
 from __future__ import annotations
 
 import os
+import random
 import ssl
 from pathlib import Path
 
@@ -21,9 +22,13 @@ def _pieces(reader: Requests | Hello, data: bytes, step: int | None = None) -> l
     """What ``reader`` makes of ``data`` fed whole or ``step`` bytes at a time, each request's
     bytes joined (pieces without a head continue the one before)."""
     step = step or len(data)
+    return _fed(reader, [data[at : at + step] for at in range(0, len(data), step)])
+
+
+def _fed(reader: Requests | Hello, chunks: list[bytes]) -> list[tuple[Head | None, bytes]]:
     joined: list[tuple[Head | None, bytes]] = []
-    for at in range(0, len(data), step):
-        for head, piece in reader.feed(data[at : at + step]):
+    for chunk in chunks:
+        for head, piece in reader.feed(chunk):
             if head is None and joined:
                 joined[-1] = (joined[-1][0], joined[-1][1] + bytes(piece))
             else:
@@ -149,6 +154,76 @@ def test_a_malformed_chunked_body_goes_with_its_request():
     """Its head went on already: the rest goes to the same app, which refuses it itself."""
     data = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n" + GET_A
     assert _pieces(Requests(), data, 1) == [(Head("a"), data)]
+
+
+@pytest.mark.parametrize(("data", "status", "reason"), [
+    # What two parsers may read differently (request smuggling) is refused, not guessed at.
+    (b"GET / HTTP/1.1\r\nHost: a\x00.localhost\r\n\r\n", 400, "illegal header line"),
+    (b"GET / HTTP/1.1\r\nHost : b.localhost\r\n\r\n", 400, "illegal header line"),
+    (b"GET / HTTP/1.1\r\n Host: b.localhost\r\n\r\n", 400, "continuation line at start of headers"),
+    (b"GET / HTTP/1.1\r\nHost: a\rHost: b\r\n\r\n", 400, "illegal header line"),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \x0bchunked\r\n\r\n", 400, "illegal header line"),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 501,
+     "Only Transfer-Encoding: chunked is supported"),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n", 501,
+     "Only Transfer-Encoding: chunked is supported"),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello", 400, "bad Content-Length"),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\nhello", 400, "bad Content-Length"),
+])
+@pytest.mark.parametrize("step", [None, 1, 3])
+def test_a_head_two_parsers_could_read_differently_is_refused(data, status, reason, step):
+    assert _pieces(Requests(), GET_A + data + SMUGGLED, step) == [
+        (Head("a.localhost"), GET_A), (Head(None, True, status, reason), b""),
+    ]
+
+
+def test_a_chunked_body_with_bare_line_feeds_stays_with_its_app_with_what_follows():
+    """The router can't tell where such a body ends: the request after it is not routed (to b),
+    it goes to the app that has the body."""
+    head = b"POST / HTTP/1.1\r\nHost: a.localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+    data = head + b"5\nhello\n0\n\n" + b"GET / HTTP/1.1\r\nHost: b.localhost\r\n\r\n"
+    for step in (None, 1, 4):
+        assert _pieces(Requests(), data, step) == [(Head("a.localhost"), data)]
+
+
+def _mutated(rng: random.Random, data: bytes) -> bytes:
+    """``data`` with a few bytes changed, inserted (line ends, separators, framing headers) or cut."""
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        at = rng.randrange(len(out) + 1)
+        kind = rng.random()
+        if kind < 0.4 and out:
+            out[min(at, len(out) - 1)] = rng.randrange(256)
+        elif kind < 0.7:
+            out[at:at] = rng.choice([b"\r\n", b"\n", b":", b" ", b"\x00", b"0", b"\x16\x03\x01", b"Host: x\r\n",
+                                     b"Transfer-Encoding: chunked\r\n", b"Content-Length: 3\r\n"])
+        else:
+            del out[at : at + rng.randint(1, 8)]
+    return bytes(out)
+
+
+def _no_line_ends(data: bytes) -> bytes:
+    return data.replace(b"\r", b"").replace(b"\n", b"")
+
+
+@pytest.mark.parametrize("reader", [Requests, Hello])
+def test_hostile_bytes_are_cut_the_same_however_they_arrive_and_nothing_is_invented(reader):
+    """Mangled requests and hellos, fed whole and in random pieces: never an exception, the
+    same pieces either way, only the client's own bytes passed on in their order (but blank
+    lines between requests), and after a refusal nothing more."""
+    rng = random.Random(24)
+    valid = STREAM if reader is Requests else records(pq_hello("a.localhost"), 300)
+    for _ in range(400):
+        data = _mutated(rng, valid)
+        cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(1, 40))))
+        whole, parser = _pieces(reader(), data), reader()
+        assert _fed(parser, [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]) == whole, data
+        # (Blank lines before a request are dropped: compare without line ends.)
+        assert _no_line_ends(data).startswith(_no_line_ends(b"".join(piece for _, piece in whole))), data
+        refused = [at for at, (head, _) in enumerate(whole) if head is not None and head.status]
+        assert refused in ([], [len(whole) - 1]), data
+        if refused:
+            assert parser.feed(valid) == [], data
 
 
 # -- TLS ClientHellos ----------------------------------------------------------------------
@@ -283,6 +358,34 @@ def test_a_hello_that_would_take_more_than_the_bound_is_refused_before_it_is_rea
     # The largest hello that fits is read.
     largest = pq_hello(size=MAX_HELLO - 10)
     assert _pieces(Hello(), records(largest, MAX_RECORD))[0][0] == Head("secure.localhost", last=True)
+
+
+def hello_naming(names: bytes | None) -> bytes:
+    """A minimal TLS 1.2-style ClientHello whose server_name extension holds ``names`` (its
+    ServerNameList's bytes, RFC 6066 §3); without extensions when ``names`` is None."""
+    fixed = b"\x03\x03" + bytes(32) + _vector(b"", 1) + _vector(b"\x13\x01", 2) + b"\x01\x00"
+    body = fixed if names is None else fixed + _vector(_extension(0, names), 2)
+    return records(b"\x01" + len(body).to_bytes(3, "big") + body)
+
+
+def _name(kind: int, name: bytes) -> bytes:
+    return bytes([kind]) + _vector(name, 2)
+
+
+@pytest.mark.parametrize(("names", "host"), [
+    (_vector(_name(1, b"other") + _name(0, b"B.Localhost"), 2), "b.localhost"),  # an unknown kind of name is passed over
+    (_vector(_name(0, "é.localhost".encode()), 2), None),  # not ASCII: no name (routed nowhere)
+    (_vector(_name(0, b""), 2), None),
+    (_vector(b"", 2), None),
+    (None, None),  # no extensions at all
+])
+def test_the_server_name_is_the_first_host_name_and_odd_ones_route_nowhere(names, host):
+    assert _pieces(Hello(), hello_naming(names), 1) == [(Head(host, last=True), hello_naming(names))]
+
+
+def test_a_server_name_list_longer_than_its_extension_is_refused():
+    assert _bad(hello_naming(b"\x00\x40" + _name(0, b"a.localhost"))) == (400, "a ClientHello field is longer than the ClientHello")
+    assert _bad(hello_naming(_vector(b"\x00\x00\x40a", 2))) == (400, "a ClientHello field is longer than the ClientHello")
 
 
 def test_a_truncated_hello_waits_for_the_rest():

@@ -204,7 +204,7 @@ KINDS = {
 }
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.node) if k == "node" else k for k in KINDS])
 def test_no_request_fails_across_five_swaps_under_load(start, workspace, kind):
     env, traffic = KINDS[kind]
     code = {"gthread": "python"}.get(kind, kind)

@@ -27,10 +27,7 @@ cache_dir = test_runtime.cache_dir
 workspace = test_runtime.workspace
 start = test_runtime.start
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("npm") is None, reason="needs node and npm"),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.node]
 
 SERVER_MJS = """\
 import http from "node:http";

@@ -50,6 +50,10 @@ class PodStatus:
     # wrote them, so they are shown, never trusted as a release's outcome.
     statuses: dict[str, dict] = field(default_factory=dict)
     reports: dict[str, dict] = field(default_factory=dict)
+    # Where the control plane (and the router beside it) reaches the pod's published ports when
+    # that is not the address they are published on: the pod's own, seen from a control plane
+    # that runs in a container of its own.
+    address: str | None = None
 
     @cached_property
     def runtime(self) -> RuntimeStatus:
@@ -84,7 +88,8 @@ class PodStatus:
     def from_json(cls, data: dict) -> PodStatus:
         """The status ``to_json`` gave (from the pod host)."""
         containers = [ContainerStatus(**c) for c in data.get("containers", [])]
-        return cls(data["app"], data["digest"], containers, data.get("statuses", {}), data.get("reports", {}))
+        return cls(data["app"], data["digest"], containers, data.get("statuses", {}), data.get("reports", {}),
+                   data.get("address"))
 
 
 class Backend(Protocol):

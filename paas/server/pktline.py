@@ -17,6 +17,7 @@ from typing import IO
 FLUSH = b"0000"
 MAX_DATA = 65516  # largest pkt payload: 65520 less the 4-byte length
 DATA, PROGRESS, ERROR = 1, 2, 3
+_HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
 class ProtocolError(Exception):
@@ -27,19 +28,27 @@ def encode(payload: bytes) -> bytes:
     return b"%04x" % (len(payload) + 4) + payload
 
 
+def _length(head: bytes) -> int:
+    """A pkt-line's length from its 4 hex digits: 0-2 (flush, delimiter, response-end) or the
+    whole packet's, 4 and more."""
+    if len(head) < 4:
+        raise ProtocolError("truncated pkt-line length")
+    if not set(head) <= _HEX:  # int(..., 16) would take "+003", " 12f" and "0x1f"
+        raise ProtocolError(f"bad pkt-line length {head!r}")
+    length = int(head, 16)
+    if length == 3:
+        raise ProtocolError(f"bad pkt-line length {head!r}")
+    return length
+
+
 def packets(stream: IO[bytes]) -> Iterator[bytes | None]:
     """Each pkt-line's payload from ``stream``; None for a flush packet."""
     while True:
         head = stream.read(4)
         if not head:
             return
-        if len(head) < 4:
-            raise ProtocolError("truncated pkt-line length")
-        try:
-            length = int(head, 16)
-        except ValueError:
-            raise ProtocolError(f"bad pkt-line length {head!r}") from None
-        if length in (0, 1, 2):  # flush, delimiter, response-end
+        length = _length(head)
+        if length < 4:  # flush, delimiter, response-end
             yield None
             continue
         payload = stream.read(length - 4)
@@ -51,11 +60,13 @@ def packets(stream: IO[bytes]) -> Iterator[bytes | None]:
 def split_report(data: bytes) -> list[str]:
     """The report's lines (``unpack ok``, ``ok refs/heads/main``, …) from its pkt-lines."""
     lines, offset = [], 0
-    while offset + 4 <= len(data):
-        length = int(data[offset : offset + 4], 16)
+    while offset < len(data):
+        length = _length(data[offset : offset + 4])
         if length < 4:
             offset += 4
             continue
+        if offset + length > len(data):
+            raise ProtocolError("truncated pkt-line in the report")
         lines.append(data[offset + 4 : offset + length].decode("utf-8", "replace").rstrip("\n"))
         offset += length
     return lines

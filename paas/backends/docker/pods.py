@@ -45,6 +45,9 @@ class DockerBackend:
     def __init__(self, instance: str, apps_host: str = "127.0.0.1") -> None:
         self.instance = instance  # only objects labelled with it are this control plane's
         self.apps_host = apps_host  # the host address published ports are bound to
+        # In a container (docker-compose.yml), this control plane joins each pod's network and
+        # reaches the pod at its address there: the host's published ports are not its own.
+        self.in_container = os.path.exists("/.dockerenv")
         self.client = images.connect()
         absent = images.missing(self.client)
         if absent:
@@ -116,6 +119,7 @@ class DockerBackend:
         grouped: dict[str, list[DockerContainer]] = {}
         for c in self.client.containers.list(all=True, filters={"label": ["paas.app", self._owner]}):
             grouped.setdefault(c.labels["paas.app"], []).append(c)
+        self._rejoin(grouped)
         return {app: self._status(app, containers, (credentials or {}).get(app)) for app, containers in grouped.items()}
 
     def logs(self, app: str, follow: bool = False, tail: int = 200) -> Iterator[str]:
@@ -285,14 +289,28 @@ class DockerBackend:
         return name
 
     def _join_control_plane(self, network: str) -> None:
-        """A control plane that runs in a container joins each pod's network to reach /sync."""
-        if not os.path.exists("/.dockerenv"):
+        """A control plane that runs in a container joins each pod's network to reach its
+        control endpoints (/sync) and its ports (the router)."""
+        if not self.in_container:
             return
         try:
             me = self.client.containers.get(socket.gethostname())
             self.client.networks.get(network).connect(me, aliases=[CONTROL_PLANE_ALIAS])
         except (NotFound, APIError):
             pass
+
+    def _rejoin(self, pods: Mapping[str, list[DockerContainer]]) -> None:
+        """A control plane in a container made anew (an upgrade, `docker-compose up` again)
+        joins the networks of the pods it adopts, which its predecessor had joined."""
+        if not self.in_container or not pods:
+            return
+        try:
+            joined = self.client.containers.get(socket.gethostname()).attrs["NetworkSettings"]["Networks"]
+        except (NotFound, APIError, KeyError):
+            return
+        for app in pods:
+            if _name(app, "net") not in joined:
+                self._join_control_plane(_name(app, "net"))
 
     @property
     def _owner(self) -> str:
@@ -343,7 +361,7 @@ class DockerBackend:
                 number = json.loads(c.labels.get("paas.ports", "{}")).get(endpoint["port"])
                 statuses[name] = read_status(f"http://{address}:{number}{endpoint['path']}", credential)
         digest = digests.pop() if len(digests) == 1 else ""
-        return PodStatus(app, digest, statuses_list, statuses, reports)
+        return PodStatus(app, digest, statuses_list, statuses, reports, address if self.in_container else None)
 
 
 def _name(app: str, part: str) -> str:
